@@ -1,0 +1,105 @@
+"""Typed errors: one base class with an exit code and a hint, one subclass per failure kind.
+
+Library code raises these; exactly one place (``sage_tasks.cli.guard``, used by tasks.py)
+turns them into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    CONFIG = 2  # usage or configuration: unknown recipe, bad flag, unsupported arch
+    NO_MATCH = 3  # no compatible wheel in the store
+    BUILD = 4  # the source build failed
+    KERNEL = 5  # the kernel test ran and failed
+    STORE = 6  # store or network: unreadable, malformed, unreachable, refused
+    INTEGRITY = 7  # hash, size, tags or archs disagree; hostile file names
+    MACHINE = 8  # machine unsuitable: no GPU for a step that needs one, nvcc too old
+    UNVERIFIED = 9  # the kernel test could not run here (no GPU): the wheel stays unverified
+    ENVIRONMENT = 10  # the target interpreter: missing, pip failed, stack differs
+
+
+class SageTasksError(Exception):
+    """Base class. ``hint`` says what to do next; ``code`` is the process exit code."""
+
+    code: ExitCode = ExitCode.CONFIG
+    kind = "error"
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = f"{self.kind}: {self.message}"
+        if self.hint:
+            text += f" (next: {self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(SageTasksError):
+    code = ExitCode.CONFIG
+    kind = "config error"
+
+
+class NoMatchError(SageTasksError):
+    code = ExitCode.NO_MATCH
+    kind = "no compatible wheel"
+
+
+class BuildError(SageTasksError):
+    code = ExitCode.BUILD
+    kind = "build failed"
+
+
+class KernelTestError(SageTasksError):
+    code = ExitCode.KERNEL
+    kind = "kernel test failed"
+
+
+class StoreError(SageTasksError):
+    code = ExitCode.STORE
+    kind = "store error"
+
+
+class ConflictError(StoreError):
+    """Someone else changed the store between our read and our write (retryable)."""
+
+    kind = "store conflict"
+
+
+class IntegrityError(SageTasksError):
+    code = ExitCode.INTEGRITY
+    kind = "integrity error"
+
+
+class MachineError(SageTasksError):
+    code = ExitCode.MACHINE
+    kind = "machine unsuitable"
+
+
+class UnverifiedError(SageTasksError):
+    code = ExitCode.UNVERIFIED
+    kind = "unverified"
+
+
+class EnvironmentProblem(SageTasksError):
+    code = ExitCode.ENVIRONMENT
+    kind = "environment error"
+
+
+class CommandFailed(SageTasksError):
+    """A subprocess returned non-zero. Callers usually re-raise it as their own kind."""
+
+    code = ExitCode.ENVIRONMENT
+    kind = "command failed"
+
+    def __init__(self, args: list[str], returncode: int, tail: str, hint: str | None = None):
+        shown = " ".join(args)
+        super().__init__(f"`{shown}` exited with {returncode}", hint)
+        self.args_list = args
+        self.returncode = returncode
+        self.tail = tail

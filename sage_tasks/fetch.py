@@ -1,0 +1,207 @@
+"""fetch: choose the stored wheel that fits this machine, verify it, install it.
+
+Order of trust: the file's size and sha256 must equal the manifest's before pip sees it; the
+wheel's own metadata (name, version, tags) and binaries (SASS archs) must agree with the
+manifest; pip installs with ``--no-deps`` into the target interpreter; the installed version
+is read back. ``WHEEL_URL`` (only when set) bypasses selection but not the hash check.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import binaries, download, log as logsetup, manifest, probe, runner, select, wheelfile
+from .errors import EnvironmentProblem, IntegrityError, NoMatchError
+from .manifest import Index, WheelManifest
+from .probe import Machine
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    outcome: str  # "installed", "selected" (dry run) or "downloaded" (no install)
+    origin: str  # the store's description or the URL
+    selection: select.Selection | None
+    entry: WheelManifest | None
+    wheel: Path | None
+    installed_version: str | None
+    want: select.Want
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "origin": self.origin,
+            "wheel_file": self.entry.wheel_file if self.entry else (self.wheel.name if self.wheel else None),
+            "verification": self.entry.verification.status if self.entry else None,
+            "installed_version": self.installed_version,
+            "selection": self.selection.to_dict() if self.selection else None,
+            "want": self.want.to_dict(),
+        }
+
+
+def want_for(settings: Settings, machine: Machine) -> select.Want:
+    recipe, target = settings.recipe, machine.target
+    return select.Want(
+        package=recipe.package,
+        version=recipe.version,
+        commit=recipe.source.commit,
+        tags=frozenset(target.tags),
+        torch_version=target.version_of("torch"),
+        torch_cuda=target.torch_cuda,
+        torch_cxx11_abi=target.torch_cxx11_abi,
+        ccs=settings.arch or machine.compute_capabilities,
+        driver_cuda=machine.driver_cuda,
+        needs_archs=recipe.cuda,
+        check_torch=recipe.needs_torch,
+    )
+
+
+def report_selection(selection: select.Selection, origin: str) -> None:
+    total = len(selection.accepted) + len(selection.rejected)
+    log.info("%s: %d candidate(s), %d fit", origin, total, len(selection.accepted))
+    for rejection in selection.rejected:
+        log.info("  rejected %s:", rejection.wheel_file)
+        for reason in rejection.reasons:
+            log.info("    - %s", reason)
+    if selection.chosen:
+        log.info("  chose %s (%s)", selection.chosen.wheel_file, selection.chosen.verification.status)
+
+
+def verify_file(path: Path, sha256: str | None, size: int | None) -> None:
+    """Size and hash first: a mismatching file is deleted and never reaches pip."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        path.unlink(missing_ok=True)
+        raise IntegrityError(
+            f"{path.name} is {actual_size} bytes, its manifest says {size}: nothing was installed",
+            "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
+        )
+    if sha256 is None:
+        return
+    actual = wheelfile.sha256_file(path)
+    if actual != sha256:
+        path.unlink(missing_ok=True)
+        raise IntegrityError(
+            f"sha256 of {path.name} is {actual[:16]}…, its manifest says {sha256[:16]}…: nothing was installed",
+            "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
+        )
+
+
+def check_against_wheel(path: Path, entry: WheelManifest, want: select.Want) -> None:
+    """The wheel's own metadata and binaries must say what its manifest says."""
+    info = wheelfile.inspect(path)
+    if info.version != entry.version or info.name.replace("_", "-") != entry.package.replace("_", "-"):
+        raise IntegrityError(f"{path.name} is {info.name} {info.version} inside, its manifest says {entry.package} {entry.version}")
+    if not want.needs_archs:
+        return
+    listing = binaries.list_wheel(path)
+    actual = binaries.common_sass(listing)
+    if not entry.legacy and sorted(entry.cuda_archs) != actual:
+        raise IntegrityError(
+            f"{path.name} carries machine code for {', '.join(actual) or 'nothing'}, its manifest claims "
+            f"{', '.join(entry.cuda_archs) or 'nothing'}",
+            "the manifest is wrong or the file was replaced: yank it and republish",
+        )
+    gaps = binaries.missing(listing, want.ccs)
+    if gaps:
+        so, lacking = next(iter(gaps.items()))
+        raise IntegrityError(f"{so} in {path.name} has no machine code for compute capability {', '.join(lacking)}")
+
+
+def install(python: str, wheel: Path, env: dict[str, str] | Any, expected_version: str, package: str) -> str:
+    """pip install --no-deps into the target, then read the installed version back."""
+    runner.run(
+        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "--disable-pip-version-check", str(wheel)],
+        env=env,
+        error=EnvironmentProblem,
+        hint=f"pip could not install {wheel.name} into {python}; the previous installation (if any) was kept",
+    )
+    installed = probe.read_target(python, extra=[package], env=env).version_of(package)
+    if installed != expected_version:
+        raise EnvironmentProblem(f"after installing {wheel.name}, {python} reports {package} {installed}")
+    return installed
+
+
+def _cached_download(store: Store, entry: WheelManifest, cache_dir: Path) -> Path:
+    folder = cache_dir / "wheels" / entry.wheel_sha256[:16]
+    cached = folder / entry.wheel_file
+    if cached.is_file() and wheelfile.sha256_file(cached) == entry.wheel_sha256:
+        log.info("using cached %s", cached)
+        return cached
+    return store.download(entry, folder)
+
+
+def fetch_from_store(
+    settings: Settings,
+    machine: Machine,
+    store: Store,
+    index: Index,
+    *,
+    dry_run: bool = False,
+    install_wheel: bool = True,
+) -> FetchResult:
+    want = want_for(settings, machine)
+    selection = select.select(index.wheels, want)
+    report_selection(selection, store.description)
+    entry = selection.chosen
+    if entry is None:
+        raise NoMatchError(
+            f"none of the {len(index.wheels)} wheel(s) in {store.description} fits this machine",
+            "build one: `invoke build` (or `invoke auto`, which builds and publishes on a miss)",
+        )
+    if dry_run:
+        return FetchResult("selected", store.description, selection, entry, None, None, want)
+    logsetup.step(log, f"fetch {entry.wheel_file}")
+    wheel = _cached_download(store, entry, settings.cache_dir)
+    verify_file(wheel, entry.wheel_sha256, entry.wheel_size)
+    check_against_wheel(wheel, entry, want)
+    installed = None
+    if install_wheel:
+        installed = install(machine.target.python, wheel, settings.env, entry.version, settings.recipe.package)
+        log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
+    logsetup.end_step(log)
+    return FetchResult("installed" if install_wheel else "downloaded", store.description, selection, entry, wheel, installed, want)
+
+
+def fetch_from_url(
+    settings: Settings,
+    machine: Machine,
+    index: Index,
+    *,
+    dry_run: bool = False,
+    install_wheel: bool = True,
+) -> FetchResult:
+    """``WHEEL_URL``: only with a known sha256 (a manifest of that file, or ``WHEEL_SHA256``)."""
+    url = settings.wheel_url
+    assert url
+    want = want_for(settings, machine)
+    download.check_scheme(url, settings.allow_http)
+    name = manifest.check_wheel_name(download.file_name(url))
+    entry = index.get(name)
+    sha = settings.wheel_sha256 or (entry.wheel_sha256 if entry else None)
+    if sha is None and not settings.allow_unsafe_wheel:
+        raise IntegrityError(
+            f"WHEEL_URL {url} has no known sha256 (no manifest of {name} in the store, no WHEEL_SHA256)",
+            "set WHEEL_SHA256, publish its manifest, or set ALLOW_UNSAFE_WHEEL=1 to install it unchecked",
+        )
+    if sha is None:
+        log.warning("ALLOW_UNSAFE_WHEEL=1: installing %s without a hash check", name)
+    if dry_run:
+        return FetchResult("selected", url, None, entry, None, None, want)
+    wheel = download.fetch(url, settings.cache_dir / "url-wheels" / name, allow_http=settings.allow_http)
+    verify_file(wheel, sha, entry.wheel_size if entry and sha == entry.wheel_sha256 else None)
+    info = wheelfile.inspect(wheel)
+    if not set(info.tags) & set(want.tags):
+        raise IntegrityError(f"{name} has tags {', '.join(info.tags)}, none fits {machine.target.python}")
+    if entry is not None:
+        check_against_wheel(wheel, entry, want)
+    installed = None
+    if install_wheel:
+        installed = install(machine.target.python, wheel, settings.env, info.version, settings.recipe.package)
+    return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want)

@@ -1,0 +1,56 @@
+"""Logging set-up: human progress to stderr, secrets redacted, steps announced as steps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+from . import secrets
+
+LOGGER_NAME = "sage_tasks"
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return secrets.redact(super().format(record))
+
+
+def configure(verbose: bool = False, env: Mapping[str, str] | None = None) -> None:
+    """Send our log records to stderr. ``SAGE_TASKS_VERBOSE=1`` or ``verbose`` shows debug lines."""
+    env = os.environ if env is None else env
+    level = logging.DEBUG if verbose or env.get("SAGE_TASKS_VERBOSE") == "1" else logging.INFO
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(level)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+def step(logger: logging.Logger, title: str) -> None:
+    """Announce a long step (folded into a group in GitHub Actions logs)."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        logger.info("::group::%s", title)
+    else:
+        logger.info("==> %s", title)
+
+
+def end_step(logger: logging.Logger) -> None:
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        logger.info("::endgroup::")
+
+
+class Stopwatch:
+    """Seconds since creation, rounded for reports."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self._start, 3)

@@ -1,0 +1,375 @@
+"""What this machine has: GPUs, driver, nvcc, platform, and the target Python environment.
+
+Parsers are pure functions over the text each tool prints (tested on real captures); ``probe``
+runs the tools concurrently through ``runner`` and returns one ``Machine`` record. Nothing here
+imports torch: the target's facts are read from installed files by ``_target_facts``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import platform
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from packaging import tags as pkg_tags
+
+from . import _target_facts, runner
+from .errors import EnvironmentProblem, SageTasksError
+
+log = logging.getLogger(__name__)
+
+GPU_QUERY_FIELDS = ("index", "name", "compute_cap", "driver_version", "memory.total")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    compute_capability: str | None
+    memory_mib: int | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    path: str
+    version: str
+    full_version: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetEnv:
+    python: str
+    version: str
+    implementation: str
+    tags: tuple[str, ...]
+    packages: Mapping[str, str | None]
+    torch_cuda: str | None = None
+    torch_cxx11_abi: bool | None = None
+    torch_cxx11_abi_source: str | None = None
+    torch_imported: Mapping[str, object] | None = None
+
+    @property
+    def python_tag(self) -> str:
+        return self.tags[0].split("-")[0] if self.tags else ""
+
+    def version_of(self, name: str) -> str | None:
+        return self.packages.get(name)
+
+
+@dataclass(frozen=True)
+class Machine:
+    gpus: tuple[Gpu, ...]
+    driver_version: str | None
+    driver_cuda: str | None
+    nvcc: Program | None
+    system: str
+    arch: str
+    libc: str | None
+    kernel: str
+    cpu_count: int
+    mem_total_mib: int | None
+    mem_available_mib: int | None
+    target: TargetEnv
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def compute_capabilities(self) -> tuple[str, ...]:
+        seen = [g.compute_capability for g in self.gpus if g.compute_capability]
+        return tuple(dict.fromkeys(seen))
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["target"]["packages"] = dict(self.target.packages)
+        data["target"]["python_tag"] = self.target.python_tag
+        data["compute_capabilities"] = list(self.compute_capabilities)
+        return data
+
+
+# ---------------------------------------------------------------- parsers (pure)
+
+
+def _int_or_none(text: str) -> int | None:
+    match = re.match(r"\s*(\d+)", text or "")
+    return int(match.group(1)) if match else None
+
+
+def parse_gpu_query(text: str, columns: Sequence[str] | None = None) -> list[Gpu]:
+    """Parse ``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`` output.
+
+    With a header line the columns are read from it (``memory.total [MiB]`` works too);
+    without one, ``columns`` names them in order.
+    """
+    rows = [r for r in csv.reader(io.StringIO(text.strip()), skipinitialspace=True) if r]
+    if not rows:
+        return []
+    header = [c.strip().split(" [")[0] for c in rows[0]]
+    if "name" in header:
+        columns, rows = header, rows[1:]
+    elif columns is None:
+        raise ValueError("nvidia-smi output without a header needs the column names")
+    gpus = []
+    for position, row in enumerate(rows):
+        values = dict(zip(columns, (c.strip() for c in row), strict=False))
+        cc = values.get("compute_cap")
+        if cc in (None, "", "[N/A]", "N/A"):
+            cc = None
+        index = _int_or_none(values.get("index", ""))
+        gpus.append(
+            Gpu(
+                index=position if index is None else index,
+                name=values.get("name", ""),
+                compute_capability=cc,
+                memory_mib=_int_or_none(values.get("memory.total", "")),
+            )
+        )
+    return gpus
+
+
+def parse_gpu_query_drivers(text: str, columns: Sequence[str]) -> list[str]:
+    rows = [r for r in csv.reader(io.StringIO(text.strip()), skipinitialspace=True) if r]
+    if rows and "name" in [c.strip() for c in rows[0]]:
+        columns, rows = [c.strip().split(" [")[0] for c in rows[0]], rows[1:]
+    if "driver_version" not in columns:
+        return []
+    at = list(columns).index("driver_version")
+    return [row[at].strip() for row in rows if len(row) > at]
+
+
+def parse_smi_banner(text: str) -> tuple[str | None, str | None]:
+    """``(driver version, highest CUDA the driver supports)`` from plain ``nvidia-smi``."""
+    driver = re.search(r"Driver Version:\s*([0-9.]+)", text)
+    cuda = re.search(r"CUDA Version:\s*([0-9.]+)", text)
+    return (driver.group(1) if driver else None, cuda.group(1) if cuda else None)
+
+
+def parse_nvcc_version(text: str) -> tuple[str, str | None] | None:
+    """``("13.0", "13.0.88")`` from ``nvcc --version``; None if it is not nvcc's answer."""
+    release = re.search(r"release (\d+\.\d+)", text)
+    if not release:
+        return None
+    full = re.search(r"\bV(\d+\.\d+\.\d+)", text)
+    return release.group(1), full.group(1) if full else None
+
+
+def parse_driver_version_file(text: str) -> str | None:
+    """The kernel module's version from ``/proc/driver/nvidia/version`` or ``/sys/module/nvidia/version``."""
+    match = re.search(r"Kernel Module(?: for \S+)?\s+([0-9]+\.[0-9]+(?:\.[0-9]+)?)", text)
+    if match:
+        return match.group(1)
+    bare = re.search(r"^\s*([0-9]+\.[0-9]+(?:\.[0-9]+)?)\s*$", text, re.MULTILINE)
+    return bare.group(1) if bare else None
+
+
+def parse_meminfo(text: str) -> tuple[int | None, int | None]:
+    values = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        values[key.strip()] = _int_or_none(rest)
+    total, avail = values.get("MemTotal"), values.get("MemAvailable")
+    return (total // 1024 if total else None, avail // 1024 if avail else None)
+
+
+def target_tags(facts: Mapping[str, object], same_interpreter: bool) -> tuple[str, ...]:
+    """Wheel tags the target interpreter accepts, most specific first."""
+    if same_interpreter:
+        return tuple(str(t) for t in pkg_tags.sys_tags())
+    major, minor = (int(v) for v in list(facts["version_info"])[:2])  # type: ignore[arg-type]
+    platforms = list(pkg_tags.platform_tags())
+    if facts.get("implementation") != "cpython":
+        return tuple(str(t) for t in pkg_tags.compatible_tags((major, minor), platforms=platforms))
+    suffix = "t" if facts.get("gil_disabled") else ""
+    abis = [f"cp{major}{minor}{suffix}"]
+    found = list(pkg_tags.cpython_tags((major, minor), abis=abis, platforms=platforms))
+    found += list(pkg_tags.compatible_tags((major, minor), f"cp{major}{minor}", platforms))
+    return tuple(dict.fromkeys(str(t) for t in found))
+
+
+# ---------------------------------------------------------------- discovery (I/O)
+
+
+def find_nvcc(env: Mapping[str, str]) -> str | None:
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        home = env.get(var)
+        if home and Path(home, "bin", "nvcc").is_file():
+            return str(Path(home, "bin", "nvcc"))
+    on_path = runner.which("nvcc", env)
+    if on_path:
+        return on_path
+    default = Path("/usr/local/cuda/bin/nvcc")
+    return str(default) if default.is_file() else None
+
+
+def _nvcc(env: Mapping[str, str]) -> Program | None:
+    path = find_nvcc(env)
+    if path is None:
+        return None
+    done = runner.run([path, "--version"], env=env, check=False, echo=False, timeout=60)
+    parsed = parse_nvcc_version(done.stdout)
+    if done.returncode != 0 or parsed is None:
+        return None
+    return Program(path=path, version=parsed[0], full_version=parsed[1])
+
+
+def _gpus(env: Mapping[str, str]) -> tuple[list[Gpu], str | None, str | None, list[str]]:
+    notes: list[str] = []
+    smi = runner.which("nvidia-smi", env)
+    if smi is None:
+        notes.append("nvidia-smi not found: no NVIDIA driver visible")
+        return [], _driver_from_files(), None, notes
+    query = [smi, f"--query-gpu={','.join(GPU_QUERY_FIELDS)}", "--format=csv,noheader,nounits"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fq = pool.submit(runner.run, query, env=env, check=False, echo=False, timeout=60)
+        fb = pool.submit(runner.run, [smi], env=env, check=False, echo=False, timeout=60)
+        answer, banner = fq.result(), fb.result()
+    if answer.returncode != 0:
+        first = (answer.stdout + answer.stderr).strip().splitlines()[:1]
+        notes.append(f"nvidia-smi failed ({answer.returncode}): {first[0] if first else ''}".strip())
+        return [], _driver_from_files(), None, notes
+    gpus = parse_gpu_query(answer.stdout, GPU_QUERY_FIELDS)
+    drivers = parse_gpu_query_drivers(answer.stdout, GPU_QUERY_FIELDS)
+    driver, cuda = parse_smi_banner(banner.stdout) if banner.returncode == 0 else (None, None)
+    return gpus, driver or (drivers[0] if drivers else None), cuda, notes
+
+
+def _driver_from_files() -> str | None:
+    for path in ("/sys/module/nvidia/version", "/proc/driver/nvidia/version"):
+        try:
+            return parse_driver_version_file(Path(path).read_text())
+        except OSError:
+            continue
+    return None
+
+
+def _memory() -> tuple[int | None, int | None]:
+    try:
+        return parse_meminfo(Path("/proc/meminfo").read_text())
+    except OSError:
+        return None, None
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def is_current_interpreter(python: str) -> bool:
+    return os.path.abspath(python) == os.path.abspath(sys.executable)
+
+
+def check_python(python: str) -> str:
+    """The interpreter path, or a clear error if it does not exist or cannot run."""
+    path = Path(python)
+    if not path.is_absolute() and os.sep not in python:
+        found = runner.which(python)
+        if found is None:
+            raise EnvironmentProblem(
+                f"Python interpreter `{python}` is not on PATH",
+                "pass --python with the path of an existing interpreter (e.g. a venv's bin/python)",
+            )
+        return found
+    if not path.exists():
+        raise EnvironmentProblem(
+            f"Python interpreter {python} does not exist",
+            "pass --python with the path of an existing interpreter (e.g. a venv's bin/python)",
+        )
+    if not os.access(path, os.X_OK):
+        raise EnvironmentProblem(f"{python} is not executable", "pass --python with a runnable interpreter")
+    return os.path.abspath(python)
+
+
+def target_facts(
+    python: str, extra: Sequence[str] = (), import_torch: bool = False, env: Mapping[str, str] | None = None
+) -> dict[str, object]:
+    """Run ``_target_facts`` in the target interpreter (in-process when it is this one)."""
+    if is_current_interpreter(python) and not import_torch:
+        return _target_facts.collect(tuple(extra))
+    args = [python, _target_facts.__file__, *extra]
+    if import_torch:
+        args.append("--import-torch")
+    done = runner.run(args, env=env, check=False, echo=False, timeout=600)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EnvironmentProblem(
+            f"could not read the environment of {python}: {last}",
+            "check that --python names a working CPython 3.9+ interpreter",
+        )
+    try:
+        return json.loads(done.stdout)
+    except json.JSONDecodeError as e:
+        raise EnvironmentProblem(f"{python} printed something unexpected while probed: {e}") from e
+
+
+def read_target(
+    python: str, extra: Sequence[str] = (), import_torch: bool = False, env: Mapping[str, str] | None = None
+) -> TargetEnv:
+    python = check_python(python)
+    facts = target_facts(python, extra, import_torch, env)
+    torch = facts.get("torch") or {}
+    assert isinstance(torch, dict)
+    imported = facts.get("torch_imported")
+    return TargetEnv(
+        python=python,
+        version=str(facts["version"]),
+        implementation=str(facts["implementation"]),
+        tags=target_tags(facts, is_current_interpreter(python)),
+        packages=dict(facts["packages"]),  # type: ignore[arg-type]
+        torch_cuda=torch.get("cuda"),
+        torch_cxx11_abi=torch.get("cxx11_abi"),
+        torch_cxx11_abi_source=torch.get("cxx11_abi_source"),
+        torch_imported=imported if isinstance(imported, dict) else None,
+    )
+
+
+def probe(
+    python: str,
+    env: Mapping[str, str],
+    extra_packages: Sequence[str] = (),
+    import_torch: bool = False,
+) -> Machine:
+    """Look at the machine and the target interpreter; absent things are reported, not errors."""
+    start = time.perf_counter()
+    python = check_python(python)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        f_gpus = pool.submit(_gpus, env)
+        f_nvcc = pool.submit(_nvcc, env)
+        f_target = pool.submit(read_target, python, extra_packages, import_torch, env)
+        try:
+            gpus, driver, driver_cuda, notes = f_gpus.result()
+        except SageTasksError as e:
+            gpus, driver, driver_cuda, notes = [], None, None, [f"nvidia-smi: {e.message}"]
+        nvcc = f_nvcc.result()
+        target = f_target.result()
+    if nvcc is None:
+        notes.append("nvcc not found (CUDA_HOME, PATH, /usr/local/cuda): building is not possible here")
+    if target.version_of("torch") is None:
+        notes.append(f"torch is not installed in {python}")
+    total, available = _memory()
+    return Machine(
+        gpus=tuple(gpus),
+        driver_version=driver,
+        driver_cuda=driver_cuda,
+        nvcc=nvcc,
+        system=platform.system(),
+        arch=platform.machine(),
+        libc=" ".join(platform.libc_ver()).strip() or None,
+        kernel=platform.release(),
+        cpu_count=_cpu_count(),
+        mem_total_mib=total,
+        mem_available_mib=available,
+        target=target,
+        seconds=round(time.perf_counter() - start, 3),
+        notes=tuple(notes),
+    )

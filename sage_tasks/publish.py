@@ -1,0 +1,98 @@
+"""publish: wheel + manifest + index + latest.json into the store in one atomic step.
+
+A wheel whose kernel test failed is never published. An unverified one only with
+``allow_unverified`` (it stays marked unverified; fetch prefers verified wheels). Re-publishing
+the same bytes is a no-op; different bytes under a published file name need ``replace``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import manifest, wheelfile
+from .errors import ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
+from .manifest import Index, WheelManifest
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    entry: WheelManifest
+    store: str
+    outcome: str  # "published", "unchanged" or "replaced"
+    wheels_in_index: int
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "wheel_file": self.entry.wheel_file,
+            "store": self.store,
+            "outcome": self.outcome,
+            "verification": self.entry.verification.status,
+            "wheels_in_index": self.wheels_in_index,
+            "attempts": self.attempts,
+        }
+
+
+def check_publishable(entry: WheelManifest, allow_unverified: bool) -> None:
+    status = entry.verification.status
+    if status == "failed":
+        raise KernelTestError(
+            f"{entry.wheel_file} failed its kernel test ({entry.verification.summary or 'see its manifest'}); it is not published",
+            "fix the build (or the GPU stack) and run `invoke test-kernel` again",
+        )
+    if status == "unverified" and not allow_unverified:
+        raise UnverifiedError(
+            f"{entry.wheel_file} has not passed a kernel test on a GPU",
+            "run `invoke test-kernel` on the target GPU, or publish with --allow-unverified",
+        )
+
+
+def merge(index: Index, entry: WheelManifest, replace: bool) -> tuple[Index, str]:
+    """The index with ``entry`` in it, and what happened (pure)."""
+    existing = index.get(entry.wheel_file)
+    if existing is None:
+        return index.with_entry(entry), "published"
+    if existing.wheel_sha256 == entry.wheel_sha256:
+        if existing.verification.passed and not entry.verification.passed:
+            return index, "unchanged"  # never downgrade a verified entry
+        return index.with_entry(entry.replace(created_at=existing.created_at)), "unchanged"
+    if not replace:
+        raise ConflictError(
+            f"{entry.wheel_file} is already published with different contents (sha256 {existing.wheel_sha256[:12]}…)",
+            "pass --replace to overwrite it, or rebuild with another version",
+        )
+    return index.with_entry(entry), "replaced"
+
+
+def publish(
+    store: Store,
+    wheel: Path,
+    manifest_path: Path,
+    *,
+    allow_unverified: bool = False,
+    replace: bool = False,
+) -> PublishResult:
+    entry = manifest.read_manifest_file(manifest_path)
+    if wheel.name != entry.wheel_file:
+        raise IntegrityError(f"{manifest_path} describes {entry.wheel_file}, not {wheel.name}")
+    if not wheel.is_file():
+        raise NoMatchError(f"{wheel} does not exist", "run `invoke build` first")
+    if wheel.stat().st_size != entry.wheel_size or wheelfile.sha256_file(wheel) != entry.wheel_sha256:
+        raise IntegrityError(f"{wheel.name} no longer matches its manifest (size or sha256)", "rebuild it")
+    check_publishable(entry, allow_unverified)
+    entry = entry.replace(wheel_path=f"{manifest.WHEELS_DIR}/{entry.wheel_file}", created_at=manifest.now())
+    outcome = {"value": "published"}
+
+    def update(index: Index) -> Index:
+        merged, outcome["value"] = merge(index, entry, replace)
+        return merged
+
+    result = store.commit({entry.wheel_path: wheel}, update, f"publish {entry.wheel_file} ({entry.verification.status})")
+    log.info("%s %s to %s (%d wheel(s) in the index)", outcome["value"], entry.wheel_file, store.description, len(result.index.wheels))
+    return PublishResult(entry, store.description, outcome["value"], len(result.index.wheels), result.attempts)

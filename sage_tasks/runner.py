@@ -1,0 +1,173 @@
+"""The one place that starts subprocesses.
+
+``run`` captures output; ``stream`` writes every line to a log file and reports progress while
+a long command runs. Both echo ``+ command`` and raise a typed error carrying the command, its
+return code and the tail of its output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import secrets
+from .errors import CommandFailed, SageTasksError
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class Completed:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def quote(args: Sequence[str | os.PathLike[str]]) -> str:
+    return secrets.redact(shlex.join(str(a) for a in args))
+
+
+def which(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    path = (env if env is not None else os.environ).get("PATH")
+    return shutil.which(name, path=path)
+
+
+def _fail(
+    error: type[SageTasksError],
+    args: list[str],
+    returncode: int,
+    tail: str,
+    hint: str | None,
+    message: str | None = None,
+) -> SageTasksError:
+    if error is CommandFailed:
+        return CommandFailed(args, returncode, secrets.redact(tail), hint)
+    shown = quote(args)
+    text = message or f"`{shown}` exited with {returncode}"
+    last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
+    if last:
+        text += f"; last output: {secrets.redact(last[0].strip())[:300]}"
+    exc = error(text, hint)
+    exc.tail = secrets.redact(tail)  # type: ignore[attr-defined]
+    return exc
+
+
+def run(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+    echo: bool = True,
+    input: str | None = None,
+    error: type[SageTasksError] = CommandFailed,
+    hint: str | None = None,
+) -> Completed:
+    """Run a command to completion, capturing stdout and stderr as text."""
+    argv = [str(a) for a in args]
+    if echo:
+        log.info("+ %s", quote(argv))
+    else:
+        log.debug("+ %s", quote(argv))
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            argv,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            timeout=timeout,
+            input=input,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+        )
+    except FileNotFoundError as e:
+        raise error(f"`{argv[0]}` was not found", hint or f"install {argv[0]} or put it on PATH") from e
+    except PermissionError as e:
+        raise error(f"`{argv[0]}` cannot be executed: {e.strerror}", hint) from e
+    except subprocess.TimeoutExpired as e:
+        raise error(f"`{quote(argv)}` did not finish within {timeout:.0f} s", hint) from e
+    done = Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
+    if check and proc.returncode != 0:
+        tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-TAIL_LINES:])
+        raise _fail(error, argv, proc.returncode, tail, hint)
+    return done
+
+
+def stream(
+    args: Sequence[str | os.PathLike[str]],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    heartbeat_s: float = 30.0,
+    on_heartbeat: Callable[[float, str], None] | None = None,
+    error: type[SageTasksError] = CommandFailed,
+    hint: str | None = None,
+) -> Completed:
+    """Run a long command; every output line goes to ``log_path``, progress to the callbacks."""
+    argv = [str(a) for a in args]
+    log.info("+ %s", quote(argv))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except FileNotFoundError as e:
+        raise error(f"`{argv[0]}` was not found", hint or f"install {argv[0]} or put it on PATH") from e
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat_s):
+            if on_heartbeat is not None:
+                on_heartbeat(time.perf_counter() - start, tail[-1] if tail else "")
+
+    ticker = threading.Thread(target=beat, daemon=True)
+    ticker.start()
+    try:
+        with log_path.open("a", encoding="utf-8") as out:
+            out.write(f"+ {quote(argv)}\n")
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = secrets.redact(raw.rstrip("\n"))
+                out.write(line + "\n")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+        returncode = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        stop.set()
+    done = Completed(tuple(argv), returncode, "\n".join(tail), "", time.perf_counter() - start)
+    if returncode != 0:
+        raise _fail(error, argv, returncode, "\n".join(tail), hint)
+    return done

@@ -1,0 +1,257 @@
+"""The pinned torch/torchvision/torchaudio/triton stack: resolve, compare, install what differs.
+
+Resolution order (highest first): environment variables (``TORCH_VERSION``...) > the store's
+manifest for this variant > the committed stack lock. ``diff`` and ``pip_command`` are pure;
+``apply`` runs pip once for the packages that differ, then re-reads and verifies.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from . import archs, probe, runner, tomlfile
+from .errors import ConfigError, EnvironmentProblem
+from .manifest import WheelManifest
+
+log = logging.getLogger(__name__)
+
+PACKAGES = ("torch", "torchvision", "torchaudio", "triton")
+ENV_VARS = {
+    "torch": "TORCH_VERSION",
+    "torchvision": "TORCHVISION_VERSION",
+    "torchaudio": "TORCHAUDIO_VERSION",
+    "triton": "TRITON_VERSION",
+}
+INDEX_ENV_VAR = "TORCH_INDEX_URL"
+FLAVOURED = ("torch", "torchvision", "torchaudio")  # packages whose index builds carry +cuXYZ
+_LOCK_KEYS = {"name", "description", "target_arch", "torch_index_url", "packages"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    versions: Mapping[str, str]
+    index_url: str | None
+    target_arch: str | None = None
+    name: str = ""
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def flavor(self) -> str | None:
+        return archs.flavor_from_index_url(self.index_url)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "versions": dict(self.versions),
+            "index_url": self.index_url,
+            "target_arch": self.target_arch,
+            "origins": dict(self.origins),
+        }
+
+
+@dataclass(frozen=True)
+class Difference:
+    package: str
+    wanted: str
+    installed: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"package": self.package, "wanted": self.wanted, "installed": self.installed, "reason": self.reason}
+
+
+# ---------------------------------------------------------------- locks
+
+
+def locks_dir(manifests_dir: Path) -> Path:
+    return manifests_dir / "stacks"
+
+
+def known_locks(manifests_dir: Path) -> list[str]:
+    return sorted(p.stem for p in locks_dir(manifests_dir).glob("*.toml"))
+
+
+def load_lock(name_or_path: str, manifests_dir: Path) -> Stack:
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" and path.is_file()):
+        path = locks_dir(manifests_dir) / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise ConfigError(f"unknown stack lock '{name_or_path}'", tomlfile.did_you_mean(name_or_path, known_locks(manifests_dir)))
+    data = tomlfile.load(path)
+    tomlfile.check_keys(data, _LOCK_KEYS, str(path))
+    packages = tomlfile.require(data, "packages", dict, str(path))
+    tomlfile.check_keys(packages, PACKAGES, f"[packages] of {path}")
+    missing = [p for p in PACKAGES if p not in packages]
+    if missing:
+        raise ConfigError(f"stack lock {path} does not pin {', '.join(missing)}")
+    target = data.get("target_arch")
+    name = data.get("name", path.stem)
+    return Stack(
+        versions={p: str(packages[p]) for p in PACKAGES},
+        index_url=data.get("torch_index_url"),
+        target_arch=archs.normalize_arch(target) if target else None,
+        name=name,
+        origins={p: f"lock {name}" for p in [*PACKAGES, "index_url"]},
+    )
+
+
+def lock_for_machine(ccs: Sequence[str], default: str, manifests_dir: Path) -> Stack:
+    """The committed lock whose target arch is this machine's GPU; else the default lock."""
+    for name in known_locks(manifests_dir):
+        lock = load_lock(name, manifests_dir)
+        if lock.target_arch and lock.target_arch in ccs:
+            return lock
+    return load_lock(default, manifests_dir)
+
+
+# ---------------------------------------------------------------- resolution (pure)
+
+
+def from_manifest(entry: WheelManifest) -> dict[str, str | None]:
+    return {
+        "torch": entry.torch_version,
+        "torchvision": entry.torchvision_version,
+        "torchaudio": entry.torchaudio_version,
+        "triton": entry.triton_version,
+        "index_url": entry.torch_index_url,
+    }
+
+
+def resolve(env: Mapping[str, str], store_entry: WheelManifest | None, lock: Stack) -> Stack:
+    """Per package: environment variable > store manifest of this variant > committed lock."""
+    store = from_manifest(store_entry) if store_entry else {}
+    store_origin = f"store manifest {store_entry.wheel_file}" if store_entry else ""
+    versions: dict[str, str] = {}
+    origins: dict[str, str] = {}
+    for package in PACKAGES:
+        if env.get(ENV_VARS[package]):
+            versions[package], origins[package] = env[ENV_VARS[package]].strip(), f"env {ENV_VARS[package]}"
+        elif store.get(package):
+            versions[package], origins[package] = str(store[package]), store_origin
+        else:
+            versions[package], origins[package] = lock.versions[package], lock.origins.get(package, f"lock {lock.name}")
+        try:
+            Version(versions[package])
+        except InvalidVersion as e:
+            raise ConfigError(f"'{versions[package]}' is not a version for {package} ({origins[package]})") from e
+    if env.get(INDEX_ENV_VAR):
+        index_url, origins["index_url"] = env[INDEX_ENV_VAR].strip(), f"env {INDEX_ENV_VAR}"
+    elif store.get("index_url"):
+        index_url, origins["index_url"] = store["index_url"], store_origin
+    else:
+        index_url, origins["index_url"] = lock.index_url, lock.origins.get("index_url", f"lock {lock.name}")
+    return Stack(versions=versions, index_url=index_url, target_arch=lock.target_arch, name=lock.name, origins=origins)
+
+
+def wanted_spec(package: str, version: str, flavor: str | None) -> str:
+    """The exact version pip must install: with the index's CUDA label where torch builds have one."""
+    parsed = Version(version)
+    if parsed.local is None and flavor and package in FLAVOURED:
+        return f"{parsed.public}+{flavor}"
+    return str(parsed)
+
+
+def _compare(package: str, wanted: str, installed: str | None, stack: Stack, torch_cuda: str | None) -> str | None:
+    if installed is None:
+        return "not installed"
+    want, have = Version(wanted), Version(installed)
+    if want.local is not None:
+        return None if want == have else f"{installed} installed, {wanted} wanted"
+    if want.public != have.public:
+        return f"{installed} installed, {wanted} wanted"
+    flavor = stack.flavor
+    if package == "torch" and flavor:
+        want_cuda = archs.cuda_from_flavor(flavor)
+        if (want_cuda or None) != (torch_cuda or None) and not (flavor == "cpu" and torch_cuda is None):
+            built = f"CUDA {torch_cuda}" if torch_cuda else "no CUDA"
+            return f"{installed} is built for {built}, the index gives {flavor}"
+    elif package in FLAVOURED and flavor and have.local is not None and have.local != flavor:
+        return f"{installed} is the {have.local} build, the index gives {flavor}"
+    return None
+
+
+def diff(stack: Stack, target: probe.TargetEnv) -> list[Difference]:
+    """Packages whose installed version (or CUDA flavour) differs from the pinned one."""
+    found = []
+    for package in PACKAGES:
+        wanted = stack.versions[package]
+        installed = target.version_of(package)
+        reason = _compare(package, wanted, installed, stack, target.torch_cuda)
+        if reason:
+            found.append(Difference(package, wanted_spec(package, wanted, stack.flavor), installed, reason))
+    return found
+
+
+def pip_command(python: str, differences: Sequence[Difference], stack: Stack) -> list[str]:
+    """One pip install for exactly the packages that differ (no forced reinstall)."""
+    args = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input"]
+    args += [f"{d.package}=={d.wanted}" for d in differences]
+    if stack.index_url:
+        args += ["--index-url", stack.index_url]
+    return args
+
+
+# ---------------------------------------------------------------- action
+
+
+@dataclass(frozen=True)
+class PinResult:
+    stack: Stack
+    differences: tuple[Difference, ...]
+    command: tuple[str, ...] | None
+    installed: Mapping[str, str | None]
+    changed: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "stack": self.stack.to_dict(),
+            "differences": [d.to_dict() for d in self.differences],
+            "command": list(self.command) if self.command else None,
+            "installed": dict(self.installed),
+            "changed": self.changed,
+        }
+
+
+def apply(
+    stack: Stack,
+    target: probe.TargetEnv,
+    env: Mapping[str, str],
+    *,
+    check_only: bool = False,
+    dry_run: bool = False,
+) -> PinResult:
+    differences = diff(stack, target)
+    installed = {p: target.version_of(p) for p in PACKAGES}
+    if not differences:
+        return PinResult(stack, (), None, installed, changed=False)
+    command = pip_command(target.python, differences, stack)
+    if check_only:
+        listing = "; ".join(f"{d.package}: {d.reason}" for d in differences)
+        raise EnvironmentProblem(
+            f"the stack in {target.python} differs from the pin: {listing}",
+            "run `invoke pin` to install the pinned versions",
+        )
+    if dry_run:
+        return PinResult(stack, tuple(differences), tuple(command), installed, changed=False)
+    runner.run(
+        command,
+        env=env,
+        error=EnvironmentProblem,
+        hint=f"check that {stack.index_url or 'the index'} is reachable and has these versions for this Python",
+    )
+    after = probe.read_target(target.python, env=env)
+    left = diff(stack, after)
+    if left:
+        listing = "; ".join(f"{d.package}: {d.reason}" for d in left)
+        raise EnvironmentProblem(
+            f"after installing, the stack still differs: {listing}",
+            "another constraint (pip config, PIP_CONSTRAINT) may be holding a version back",
+        )
+    return PinResult(
+        stack, tuple(differences), tuple(command), {p: after.version_of(p) for p in PACKAGES}, changed=True
+    )

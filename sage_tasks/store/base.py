@@ -1,0 +1,52 @@
+"""The store protocol shared by the local directory and the Hugging Face Hub.
+
+A store holds, under one root folder::
+
+    index.json                  every wheel's manifest (one read selects a wheel)
+    latest.json                 the bash installer's pointer to the default variant
+    wheels/<wheel file>
+    manifests/<wheel file>.json
+
+``commit`` changes several files and the index in one atomic step: ``update`` receives the
+index as it is at commit time (re-read under a lock, or after a conflict) and returns the new
+one, so that concurrent publishers merge instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..manifest import Index, WheelManifest
+
+Update = Callable[[Index], Index]
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    index: Index
+    revision: str | None = None
+    attempts: int = 1
+
+
+class Store(Protocol):
+    description: str
+
+    def read_index(self) -> Index:
+        """Every manifest in the store (the bash installer's latest.json when there is no index)."""
+        ...
+
+    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+        """Bring the wheel into ``dest_dir``; the caller checks its size and hash."""
+        ...
+
+    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+        """Write ``files`` (paths relative to the root), the manifests of changed entries, the
+        updated index and latest.json, atomically."""
+        ...
+
+    def wheel_url(self, entry: WheelManifest) -> str | None:
+        """A URL the bash installer can download the wheel from, if the store has one."""
+        ...

@@ -1,0 +1,149 @@
+"""test-kernel: run the recipe's check inside the target interpreter and record the verdict.
+
+The check protocol (what a recipe's check program must do): it is started as
+``python CHECK --report FILE [--quick]`` in the target interpreter, writes a JSON report to
+FILE (``status``, ``gpu``, ``compute_capability``, ``summary``, ``checks``, ``speed``) and
+exits 0 when every check passed, 1 when one failed, 2 when it could not run here (no GPU).
+The verdict is written into the wheel's manifest as ``verification``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import log as logsetup, manifest, probe, runner
+from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
+from .manifest import Verification
+from .probe import Machine
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU = 0, 1, 2
+CHECK_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: str
+    verification: Verification
+    report: dict[str, Any]
+    report_path: Path
+    manifest_path: Path | None
+    installed_version: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "installed_version": self.installed_version,
+            "summary": self.verification.summary,
+            "report": str(self.report_path),
+            "manifest": str(self.manifest_path) if self.manifest_path else None,
+            "seconds": self.seconds,
+            "checks": list(self.verification.checks),
+            "speed": list(self.verification.speed),
+        }
+
+    def raise_for_status(self) -> None:
+        if self.status == "failed":
+            raise KernelTestError(
+                f"{self.verification.summary or 'a check failed'} (report: {self.report_path})",
+                "do not publish this wheel; the report names the kernel, inputs and errors",
+            )
+        if self.status == "unverified":
+            raise UnverifiedError(
+                f"{self.verification.summary or 'the check could not run here'}: the wheel is unverified",
+                "run `invoke test-kernel` on a machine with the target GPU",
+            )
+
+
+def find_manifest(dist_dir: Path, package: str, version: str) -> Path | None:
+    """The manifest in ``dist_dir`` of the wheel that is installed (same package and version)."""
+    for path in sorted(dist_dir.glob("*.whl.json")):
+        try:
+            entry = manifest.read_manifest_file(path)
+        except IntegrityError:
+            continue
+        if entry.package == package and entry.version == version:
+            return path
+    return None
+
+
+def _verification(status: str, report: dict[str, Any], machine: Machine, quick: bool) -> Verification:
+    def listed(key: str) -> tuple[dict[str, Any], ...]:
+        value = report.get(key)
+        return tuple(v for v in value if isinstance(v, dict)) if isinstance(value, list) else ()
+
+    gpu = machine.gpus[0] if machine.gpus else None
+    return Verification(
+        status=status,
+        mode="quick" if quick else "full",
+        gpu=str(report.get("gpu") or (gpu.name if gpu else "")) or None,
+        compute_capability=str(report.get("compute_capability") or (gpu.compute_capability if gpu else "")) or None,
+        driver=machine.driver_version,
+        checked_at=manifest.now(),
+        summary=str(report.get("summary") or "")[:2000] or None,
+        checks=listed("checks"),
+        speed=listed("speed"),
+    )
+
+
+def run_check(
+    settings: Settings,
+    machine: Machine,
+    *,
+    quick: bool = False,
+    manifest_path: Path | None = None,
+    report_path: Path | None = None,
+    record: bool = True,
+) -> CheckResult:
+    recipe = settings.recipe
+    python = machine.target.python
+    installed = probe.read_target(python, extra=[recipe.package], env=settings.env).version_of(recipe.package)
+    if installed is None:
+        raise EnvironmentProblem(
+            f"{recipe.package} is not installed in {python}",
+            "install it first: `invoke fetch` or `invoke build` then install the wheel",
+        )
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    report_path = report_path or settings.cache_dir / "reports" / f"{recipe.package}-{installed}-{stamp}.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.unlink(missing_ok=True)
+    watch = logsetup.Stopwatch()
+    logsetup.step(log, f"test-kernel {'--quick ' if quick else ''}{recipe.package} {installed} in {python}")
+    command = [*recipe.check.command(python), "--report", str(report_path)] + (["--quick"] if quick else [])
+    done = runner.run(command, env=settings.env, check=False, timeout=CHECK_TIMEOUT_S)
+    for line in done.stdout.splitlines():
+        log.info("  %s", line)
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        if not isinstance(report, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as e:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        report = {"status": "failed", "summary": f"the check wrote no report ({e}); exit {done.returncode}: {tail}"}
+    status = {EXIT_PASSED: "passed", EXIT_FAILED: "failed", EXIT_NO_GPU: "unverified"}.get(done.returncode, "failed")
+    if status == "passed" and report.get("status") != "passed":
+        status = "failed"  # an exit code of 0 alone proves nothing
+        report["summary"] = f"exit 0 but the report says {report.get('status')!r}"
+    if done.returncode not in (EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        report.setdefault("summary", f"the check crashed with exit {done.returncode}: {tail}")
+    manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, installed)
+    verification = _verification(status, report, machine, quick)
+    if record and manifest_path is not None:
+        entry = manifest.read_manifest_file(manifest_path)
+        if entry.version != installed:
+            raise IntegrityError(f"{manifest_path} describes {entry.version}, but {installed} is installed")
+        manifest.write_manifest_file(manifest_path, entry.replace(verification=verification))
+        log.info("recorded %s in %s", status, manifest_path)
+    elif record:
+        log.info("no manifest for %s %s in %s: the result is only reported", recipe.package, installed, settings.dist_dir)
+    logsetup.end_step(log)
+    return CheckResult(status, verification, report, report_path, manifest_path, installed, watch.seconds)

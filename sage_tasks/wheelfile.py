@@ -1,0 +1,128 @@
+"""Wheel files: hashing, reading their own metadata, and giving them a local version label.
+
+``relabel`` rewrites a freshly built wheel so that its version carries a PEP 440 local label
+(``2.2.0`` → ``2.2.0+cu128torch2.8.0``): the ``.dist-info`` folder is renamed, ``METADATA``'s
+``Version`` changes and ``RECORD`` is regenerated with new hashes. The upstream source is not
+touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from email.parser import HeaderParser
+from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from .errors import IntegrityError
+from .manifest import check_wheel_name
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class WheelInfo:
+    path: Path
+    name: str
+    version: str
+    tags: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+    @property
+    def python_tag(self) -> str:
+        return self.path.name[:-4].split("-")[-3]
+
+    @property
+    def abi_tag(self) -> str:
+        return self.path.name[:-4].split("-")[-2]
+
+    @property
+    def platform_tag(self) -> str:
+        return self.path.name[:-4].split("-")[-1]
+
+
+def _dist_info(zf: zipfile.ZipFile) -> str:
+    tops = {n.split("/", 1)[0] for n in zf.namelist() if "/" in n}
+    found = [t for t in tops if t.endswith(".dist-info")]
+    if len(found) != 1:
+        raise IntegrityError(f"{zf.filename} has {len(found)} .dist-info folders, expected one")
+    return found[0]
+
+
+def inspect(path: Path) -> WheelInfo:
+    """Name, version, tags and compiled extensions, checked against the wheel's own METADATA."""
+    check_wheel_name(path.name)
+    name, version, _, tags = parse_wheel_filename(path.name)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            dist_info = _dist_info(zf)
+            meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8"))
+            extensions = tuple(sorted(n for n in zf.namelist() if re.search(r"\.so(\.[0-9.]+)?$|\.pyd$", n)))
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise IntegrityError(f"{path.name} is not a readable wheel: {e}", "delete it and fetch or build again") from e
+    if canonicalize_name(meta["Name"] or "") != name or Version(meta["Version"] or "0") != version:
+        raise IntegrityError(
+            f"{path.name} says it is {meta['Name']} {meta['Version']} inside: the file was renamed or altered"
+        )
+    return WheelInfo(path, str(name), str(version), tuple(sorted(str(t) for t in tags)), extensions)
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def relabel(src: Path, dest_dir: Path, label: str) -> Path:
+    """Copy ``src`` into ``dest_dir`` with ``+label`` appended to its version."""
+    if not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", label):
+        raise ValueError(f"not a PEP 440 local label: {label}")
+    info = inspect(src)
+    old_version = Version(info.version)
+    new_version = f"{old_version.public}+{label}"
+    file_name = src.name.split("-")[0]
+    old_prefix = f"{file_name}-{info.version}"
+    new_prefix = f"{file_name}-{new_version}"
+    target = dest_dir / src.name.replace(old_prefix, new_prefix, 1)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(src) as zin:
+        old_info = _dist_info(zin)
+        new_info = old_info.replace(old_prefix, new_prefix, 1)
+        records: list[tuple[str, str, str]] = []
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+            for item in zin.infolist():
+                name = item.filename
+                if name == f"{old_info}/RECORD":
+                    continue
+                data = zin.read(item)
+                if name.startswith(f"{old_info}/"):
+                    name = new_info + name[len(old_info):]
+                if name == f"{new_info}/METADATA":
+                    data = re.sub(rb"(?m)^Version: .*$", f"Version: {new_version}".encode(), data, count=1)
+                copy = zipfile.ZipInfo(name, date_time=item.date_time)
+                copy.external_attr = item.external_attr
+                copy.compress_type = zipfile.ZIP_DEFLATED
+                zout.writestr(copy, data)
+                records.append((name, _record_hash(data), str(len(data))))
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerows(records)
+            writer.writerow((f"{new_info}/RECORD", "", ""))
+            zout.writestr(f"{new_info}/RECORD", out.getvalue())
+    tmp.replace(target)
+    inspect(target)
+    return target

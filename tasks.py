@@ -1,0 +1,213 @@
+"""sage-tasks: get a correct SageAttention wheel onto this machine, fast.
+
+Each task resolves settings, calls one library function and prints its result; the work is in
+``sage_tasks/``. Every task that reports has ``--json``. Run ``invoke --help TASK`` for flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+from sage_tasks import build as build_mod, log as logsetup, pipeline, publish as publish_mod, render, secrets
+from sage_tasks import settings as settings_mod, verify
+from sage_tasks.manifest import dumps, write_atomic
+from sage_tasks.store import open_store
+from sage_tasks.errors import SageTasksError
+
+COMMON = {
+    "python": "target interpreter (default: this one; PYTHON_BIN works too)",
+    "recipe": "recipe name in manifests/recipes or a .toml path (default: sageattention-2.2.0)",
+    "store": "local store directory (default: SAGE_STORE or ~/.local/share/sage-tasks/store)",
+    "hub": "Hugging Face repo id to use as the store (default: HF_REPO_ID when set)",
+    "json": "print one JSON record on stdout instead of tables (progress stays on stderr)",
+    "verbose": "show debug output",
+}
+
+
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    return {**{n: COMMON[n] for n in names}, **extra}
+
+
+@contextmanager
+def _guard(verbose: bool = False) -> Iterator[None]:
+    """The one place where our errors become a one-line message and an exit code."""
+    secrets.register_from_env(os.environ)
+    logsetup.configure(verbose)
+    try:
+        yield
+    except SageTasksError as e:
+        raise Exit(secrets.redact(e.one_line()), code=int(e.code)) from e
+
+
+def _settings(**flags: object) -> settings_mod.Settings:
+    return settings_mod.resolve({k: v for k, v in flags.items() if v not in (None, False)}, os.environ)
+
+
+@task(help=_help("python", "recipe", "json", "verbose", import_torch="also import torch in the target (seconds): CUDA availability and devices as torch sees them"))
+def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=False):
+    """Show GPUs, driver, nvcc, platform and the target's torch stack. Never needs a GPU."""
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe)
+        found = pipeline.machine(s, import_torch=import_torch)
+        render.emit_json(found.to_dict()) if json else render.emit(render.probe_table(found))
+
+
+@task(help=_help(
+    "python", "recipe", "store", "hub", "json", "verbose",
+    check="only compare; exit 10 if anything differs, install nothing",
+    dry_run="print the exact pip command, install nothing",
+    stack="stack lock name in manifests/stacks or a .toml path (default: by GPU arch)",
+    arch="GPU arch to pick the stack lock for when there is no GPU (e.g. 12.0)",
+))  # fmt: skip
+def pin(c, python=None, recipe=None, store=None, hub=None, stack=None, arch=None, check=False, dry_run=False, json=False, verbose=False):
+    """Install exactly the pinned torch/torchvision/torchaudio/triton (only what differs).
+
+    Order: TORCH_VERSION... environment variables > the store's manifest for this machine >
+    the committed lock. TORCH_INDEX_URL overrides the index.
+    """
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe, store=store, hub=hub, stack=stack, arch=arch)
+        found = pipeline.machine(s)
+        index = open_store(s.store, s.env).read_index()
+        result, _ = pipeline.pin(s, found, index, check_only=check, dry_run=dry_run)
+        if json:
+            return render.emit_json(result.to_dict())
+        rows = [(p, v, result.stack.origins.get(p), result.installed.get(p)) for p, v in result.stack.versions.items()]
+        render.emit(render.table(rows, ("package", "pinned", "from", "installed")))
+        render.emit(f"index: {result.stack.index_url} ({result.stack.origins.get('index_url')})")
+        if dry_run and result.command:
+            render.emit(" ".join(result.command))
+        elif not result.differences:
+            render.emit("stack satisfied: nothing to install")
+
+
+@task(help=_help(
+    "python", "recipe", "store", "hub", "json", "verbose",
+    arch="choose for this compute capability instead of the GPU's (e.g. 12.0)",
+    dry_run="select and explain, download nothing",
+))  # fmt: skip
+def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, dry_run=False, json=False, verbose=False):
+    """Install the stored wheel that fits this machine (hash-checked before pip sees it).
+
+    Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
+    manifest of that file) installs a given wheel instead.
+    """
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch)
+        found = pipeline.machine(s)
+        store_ = open_store(s.store, s.env)
+        result = pipeline.fetch_wheel(s, found, store_, store_.read_index(), dry_run=dry_run)
+        if json:
+            return render.emit_json(result.to_dict())
+        verb = "would install" if dry_run else "installed"
+        render.emit(f"{verb} {result.entry.wheel_file if result.entry else result.wheel} from {result.origin}")
+
+
+@task(help=_help(
+    "python", "recipe", "json", "verbose",
+    arch="compute capabilities to compile for, e.g. 12.0 or '9.0;12.0' (default: the GPUs')",
+    source="local source checkout or tarball instead of cloning the pinned commit",
+    dist="output folder for the wheel and its manifest (default: ./dist)",
+    stack="stack lock to record the torch index from (default: by arch)",
+    dry_run="show the build plan and stop",
+))  # fmt: skip
+def build(c, python=None, recipe=None, arch=None, source=None, dist=None, stack=None, dry_run=False, json=False, verbose=False):
+    """Build the recipe's wheel from source for the GPU's arch (or --arch, even without a GPU).
+
+    MAX_JOBS / EXT_PARALLEL are sized from cores and free memory unless set. The full log is
+    kept in a file; progress is shown while it runs. Writes DIST/<wheel> and DIST/<wheel>.json.
+    """
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack)
+        found = pipeline.machine(s)
+        index_url = pipeline.resolve_stack(s, found, None).index_url
+        if dry_run:
+            plan = build_mod.plan_build(s, found, index_url=index_url)
+            return render.emit_json(plan.to_dict())
+        result = pipeline.build_wheel(s, found, index_url)
+        if json:
+            return render.emit_json(result.to_dict())
+        render.emit(f"wheel:    {result.wheel}\nmanifest: {result.manifest_path}\narchs:    {', '.join(result.entry.cuda_archs) or 'host only'}\nlog:      {result.log_path}")
+
+
+@task(help=_help(
+    "python", "recipe", "json", "verbose",
+    quick="a handful of cases in seconds (install-time check) instead of the full grid",
+    manifest="wheel manifest to record the result in (default: the installed version's in ./dist)",
+    dist="folder holding built wheels and manifests (default: ./dist)",
+    report="also write the check's JSON report here",
+))  # fmt: skip
+def test_kernel(c, python=None, recipe=None, quick=False, manifest=None, dist=None, report=None, json=False, verbose=False):
+    """Prove on the GPU that the installed kernels compute the right numbers, and time them.
+
+    Exit codes: 0 passed, 5 failed, 9 unverified (no GPU here). The verdict is recorded in the
+    wheel's manifest.
+    """
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe, dist=dist)
+        found = pipeline.machine(s)
+        result = verify.run_check(
+            s, found, quick=quick, manifest_path=Path(manifest) if manifest else None, report_path=Path(report) if report else None
+        )
+        if json:
+            render.emit_json(result.to_dict())
+        else:
+            render.emit(f"{result.status}: {result.verification.summary or ''}\nreport: {result.report_path}")
+        result.raise_for_status()
+
+
+@task(help=_help(
+    "recipe", "store", "hub", "json", "verbose",
+    wheel="the wheel to publish (default: the newest built one in ./dist); its manifest sits beside it",
+    dist="folder holding built wheels and manifests (default: ./dist)",
+    allow_unverified="publish a wheel that has not passed a GPU kernel test (recorded as unverified)",
+    replace="overwrite a published wheel of the same file name with different contents",
+))  # fmt: skip
+def publish(c, wheel=None, recipe=None, store=None, hub=None, dist=None, allow_unverified=False, replace=False, json=False, verbose=False):
+    """Put wheel + manifest + index + latest.json into the store in one atomic step."""
+    with _guard(verbose):
+        s = _settings(recipe=recipe, store=store, hub=hub, dist=dist)
+        manifest_path = Path(f"{wheel}.json") if wheel else build_mod.latest_built(s.dist_dir, s.recipe.package)
+        wheel_path = Path(wheel) if wheel else manifest_path.with_suffix("")
+        result = publish_mod.publish(open_store(s.store, s.env), wheel_path, manifest_path, allow_unverified=allow_unverified, replace=replace)
+        render.emit_json(result.to_dict()) if json else render.emit(f"{result.outcome}: {result.entry.wheel_file} → {result.store}")
+
+
+@task(help=_help(
+    "python", "recipe", "store", "hub", "json", "verbose",
+    arch="compute capability to build/choose for when there is no GPU (e.g. 12.0)",
+    source="local source checkout or tarball for the build (default: clone the pinned commit)",
+    dist="folder for built wheels (default: ./dist)",
+    stack="stack lock to pin (default: by GPU arch)",
+    dry_run="show what would happen (probe and selection run; nothing is installed or built)",
+    allow_unverified="on a machine without a GPU, publish the built wheel as unverified",
+    report="also write the run report (JSON) to this file",
+))  # fmt: skip
+def auto(c, python=None, recipe=None, store=None, hub=None, arch=None, source=None, dist=None, stack=None, dry_run=False, allow_unverified=False, report=None, json=False, verbose=False):
+    """probe → pin → fetch; on a miss: build → install → test-kernel → publish. One summary table."""
+    with _guard(verbose):
+        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack)
+        run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified)
+        if report:
+            write_atomic(Path(report), dumps(run.to_dict()))
+        render.emit_json(run.to_dict()) if json else render.emit(render.run_summary(run))
+        if run.error is not None:
+            raise run.error
+
+
+@task(help=_help("hub", "json", "verbose", dry_run="say what would be created or changed, change nothing"))
+def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
+    """Create (if missing) and check the Hugging Face Hub repo used as the store."""
+    with _guard(verbose):
+        s = _settings(hub=hub)
+        result = pipeline.init_hub(s, dry_run=dry_run)
+        render.emit_json(result) if json else render.emit(render.table(list(result.items())))
+
+
+ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf)
+ns.configure({"run": {"echo": True}})
