@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from sage_tasks import build as build_mod, log as logsetup, pipeline, publish as publish_mod, render, secrets
+from sage_tasks import build as build_mod, log as logsetup, pipeline, publish as publish_mod, redaction, render
 from sage_tasks import settings as settings_mod, verify
 from sage_tasks.manifest import dumps, write_atomic
 from sage_tasks.store import open_store
@@ -36,12 +36,12 @@ def _help(*names: str, **extra: str) -> dict[str, str]:
 @contextmanager
 def _guard(verbose: bool = False) -> Iterator[None]:
     """The one place where our errors become a one-line message and an exit code."""
-    secrets.register_from_env(os.environ)
+    redaction.register_from_env(os.environ)
     logsetup.configure(verbose)
     try:
         yield
     except SageTasksError as e:
-        raise Exit(secrets.redact(e.one_line()), code=int(e.code)) from e
+        raise Exit(redaction.redact(e.one_line()), code=int(e.code)) from e
 
 
 def _settings(**flags: object) -> settings_mod.Settings:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import binaries, download, log as logsetup, manifest, probe, runner, select, wheelfile
+from . import binaries, download, log as logsetup, manifest, probe, runner, wheelfile
 from .errors import EnvironmentProblem, IntegrityError, NoMatchError
 from .manifest import Index, WheelManifest
 from .probe import Machine
+from .selection import Selection, Want, select_wheel
 from .settings import Settings
 from .store import Store
 
@@ -27,11 +28,11 @@ log = logging.getLogger(__name__)
 class FetchResult:
     outcome: str  # "installed", "selected" (dry run) or "downloaded" (no install)
     origin: str  # the store's description or the URL
-    selection: select.Selection | None
+    selection: Selection | None
     entry: WheelManifest | None
     wheel: Path | None
     installed_version: str | None
-    want: select.Want
+    want: Want
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,9 +46,9 @@ class FetchResult:
         }
 
 
-def want_for(settings: Settings, machine: Machine) -> select.Want:
+def want_for(settings: Settings, machine: Machine) -> Want:
     recipe, target = settings.recipe, machine.target
-    return select.Want(
+    return Want(
         package=recipe.package,
         version=recipe.version,
         commit=recipe.source.commit,
@@ -62,7 +63,7 @@ def want_for(settings: Settings, machine: Machine) -> select.Want:
     )
 
 
-def report_selection(selection: select.Selection, origin: str) -> None:
+def report_selection(selection: Selection, origin: str) -> None:
     total = len(selection.accepted) + len(selection.rejected)
     log.info("%s: %d candidate(s), %d fit", origin, total, len(selection.accepted))
     for rejection in selection.rejected:
@@ -93,7 +94,7 @@ def verify_file(path: Path, sha256: str | None, size: int | None) -> None:
         )
 
 
-def check_against_wheel(path: Path, entry: WheelManifest, want: select.Want) -> None:
+def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
     """The wheel's own metadata and binaries must say what its manifest says."""
     info = wheelfile.inspect(path)
     if info.version != entry.version or info.name.replace("_", "-") != entry.package.replace("_", "-"):
@@ -147,7 +148,7 @@ def fetch_from_store(
     install_wheel: bool = True,
 ) -> FetchResult:
     want = want_for(settings, machine)
-    selection = select.select(index.wheels, want)
+    selection = select_wheel(index.wheels, want)
     report_selection(selection, store.description)
     entry = selection.chosen
     if entry is None:

@@ -8,14 +8,14 @@ import sys
 import time
 from collections.abc import Mapping
 
-from . import secrets
+from . import redaction
 
 LOGGER_NAME = "sage_tasks"
 
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return secrets.redact(super().format(record))
+        return redaction.redact(super().format(record))
 
 
 def configure(verbose: bool = False, env: Mapping[str, str] | None = None) -> None:

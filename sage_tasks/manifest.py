@@ -22,7 +22,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from . import minischema, secrets
+from . import minischema, redaction
 from .archs import parse_arch_list, sm_number
 from .errors import ConfigError, IntegrityError, StoreError
 from .locations import manifests_dir
@@ -338,7 +338,7 @@ def from_legacy_latest(data: Any, where: str, folder: str = "") -> WheelManifest
 
 
 def dumps(data: Any) -> str:
-    return secrets.redact(json.dumps(data, indent=2, sort_keys=False)) + "\n"
+    return redaction.redact(json.dumps(data, indent=2, sort_keys=False)) + "\n"
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import build, fetch, log as logsetup, probe, select, stack, verify
+from . import build, fetch, log as logsetup, probe, selection, stack, verify
 from .errors import ConfigError, NoMatchError, SageTasksError, UnverifiedError
 from .manifest import Index, WheelManifest
 from .probe import Machine
@@ -34,7 +34,7 @@ def machine(settings: Settings, import_torch: bool = False) -> Machine:
 def store_entry_for_variant(settings: Settings, found: Machine, index: Index) -> WheelManifest | None:
     """The best stored wheel for this machine, torch aside: its stack is the one to pin."""
     want = dataclasses.replace(fetch.want_for(settings, found), check_torch=False)
-    return select.select(index.wheels, want).chosen
+    return selection.select_wheel(index.wheels, want).chosen
 
 
 def resolve_stack(settings: Settings, found: Machine, index: Index | None) -> stack.Stack:

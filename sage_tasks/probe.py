@@ -23,7 +23,7 @@ from pathlib import Path
 
 from packaging import tags as pkg_tags
 
-from . import _target_facts, runner
+from . import _target_facts, locations, runner, scripts
 from .errors import EnvironmentProblem, SageTasksError
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,8 @@ def target_facts(
     """Run ``_target_facts`` in the target interpreter (in-process when it is this one)."""
     if is_current_interpreter(python) and not import_torch:
         return _target_facts.collect(tuple(extra))
-    args = [python, _target_facts.__file__, *extra]
+    env = os.environ if env is None else env
+    args = [python, str(scripts.path("target_facts", locations.cache_dir(env))), *extra]
     if import_torch:
         args.append("--import-torch")
     done = runner.run(args, env=env, check=False, echo=False, timeout=600)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import archs, tomlfile
+from . import archs, scripts, tomlfile
 from .errors import ConfigError
 
 _TOP = {"name", "package", "version", "description", "source", "build", "check"}
@@ -17,7 +17,7 @@ _BUILD = {
     "memory_per_job_gib", "env",
 }  # fmt: skip
 _CHECK = {"builtin", "module", "needs_gpu"}
-BUILTIN_CHECKS = {"kernel_check": Path(__file__).with_name("kernel_check.py")}
+BUILTIN_CHECKS = ("kernel_check",)
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,10 @@ class Check:
     module: str | None = None
     needs_gpu: bool = True
 
-    def command(self, python: str) -> list[str]:
+    def command(self, python: str, cache_dir: Path) -> list[str]:
         """How the check runs inside the target interpreter (which lacks sage-tasks)."""
         if self.builtin:
-            return [python, str(BUILTIN_CHECKS[self.builtin])]
+            return [python, str(scripts.path(self.builtin, cache_dir))]
         assert self.module
         return [python, "-m", self.module]
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from . import secrets
+from . import redaction
 from .pipeline import RunReport
 from .probe import Machine
 
@@ -24,7 +24,7 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) ->
 
 
 def emit(text: str, out: TextIO | None = None) -> None:
-    print(secrets.redact(text), file=out or sys.stdout)
+    print(redaction.redact(text), file=out or sys.stdout)
 
 
 def emit_json(data: Any, out: TextIO | None = None) -> None:

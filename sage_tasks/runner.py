@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import secrets
+from . import redaction
 from .errors import CommandFailed, SageTasksError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Completed:
 
 
 def quote(args: Sequence[str | os.PathLike[str]]) -> str:
-    return secrets.redact(shlex.join(str(a) for a in args))
+    return redaction.redact(shlex.join(str(a) for a in args))
 
 
 def which(name: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -54,14 +54,14 @@ def _fail(
     message: str | None = None,
 ) -> SageTasksError:
     if error is CommandFailed:
-        return CommandFailed(args, returncode, secrets.redact(tail), hint)
+        return CommandFailed(args, returncode, redaction.redact(tail), hint)
     shown = quote(args)
     text = message or f"`{shown}` exited with {returncode}"
     last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
     if last:
-        text += f"; last output: {secrets.redact(last[0].strip())[:300]}"
+        text += f"; last output: {redaction.redact(last[0].strip())[:300]}"
     exc = error(text, hint)
-    exc.tail = secrets.redact(tail)  # type: ignore[attr-defined]
+    exc.tail = redaction.redact(tail)  # type: ignore[attr-defined]
     return exc
 
 
@@ -155,7 +155,7 @@ def stream(
             out.write(f"+ {quote(argv)}\n")
             assert proc.stdout is not None
             for raw in proc.stdout:
-                line = secrets.redact(raw.rstrip("\n"))
+                line = redaction.redact(raw.rstrip("\n"))
                 out.write(line + "\n")
                 tail.append(line)
                 if on_line is not None:

@@ -117,7 +117,7 @@ def run_check(
     report_path.unlink(missing_ok=True)
     watch = logsetup.Stopwatch()
     logsetup.step(log, f"test-kernel {'--quick ' if quick else ''}{recipe.package} {installed} in {python}")
-    command = [*recipe.check.command(python), "--report", str(report_path)] + (["--quick"] if quick else [])
+    command = [*recipe.check.command(python, settings.cache_dir), "--report", str(report_path)] + (["--quick"] if quick else [])
     done = runner.run(command, env=settings.env, check=False, timeout=CHECK_TIMEOUT_S)
     for line in done.stdout.splitlines():
         log.info("  %s", line)

@@ -147,7 +147,7 @@ def _rank(entry: WheelManifest) -> tuple[int, int, str]:
     return (int(entry.verification.passed), int(not entry.legacy), entry.created_at)
 
 
-def select(entries: Iterable[WheelManifest], want: Want) -> Selection:
+def select_wheel(entries: Iterable[WheelManifest], want: Want) -> Selection:
     accepted, rejected = [], []
     for entry in entries:
         reasons = reasons_against(entry, want)

@@ -1,0 +1,102 @@
+"""Shared fixtures: every test gets its own HOME, caches and store; nothing reaches the internet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+SCRUBBED = (
+    "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_REPO_ID", "HF_REPO_TYPE", "HF_PRIVATE", "HF_ENDPOINT",
+    "REMOTE_DIR", "TORCH_VERSION", "TORCHVISION_VERSION", "TORCHAUDIO_VERSION", "TRITON_VERSION",
+    "TORCH_INDEX_URL", "SAGE_VERSION", "SAGE_SOURCE_REPO", "SAGE_SOURCE_REF", "TORCH_CUDA_ARCH_LIST",
+    "MAX_JOBS", "EXT_PARALLEL", "WHEEL_URL", "WHEEL_SHA256", "ALLOW_UNSAFE_WHEEL", "PYTHON_BIN",
+    "SAGE_STORE", "SAGE_DIST", "SAGE_RECIPE", "SAGE_STACK", "SAGE_SOURCE_DIR", "CUDA_HOME", "CUDA_PATH",
+    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT", "GITHUB_ACTIONS",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """HOME, caches, the default store and pip's configuration all point into tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    monkeypatch.setenv("PIP_NO_INPUT", "1")
+    monkeypatch.setenv("SAGE_TASKS_CACHE", str(home / ".cache" / "sage-tasks"))
+    return home
+
+
+@pytest.fixture
+def no_gpu_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH without nvidia-smi (the system's own tools stay reachable)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    parts = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not Path(p, "nvidia-smi").exists()]
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), *parts]))
+    return bin_dir
+
+
+@pytest.fixture
+def rtx5090(no_gpu_path: Path) -> Path:
+    """A stand-in nvidia-smi on PATH answering like a real RTX 5090."""
+    return support.install_fake_nvidia_smi(no_gpu_path)
+
+
+@dataclass(frozen=True)
+class Tasks:
+    """Runs the real invoke tasks in a subprocess, as a user would."""
+
+    cwd: Path
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), *args],
+            cwd=self.cwd, env=env or dict(os.environ), capture_output=True, text=True, timeout=timeout,
+        )
+
+
+@pytest.fixture
+def tasks(tmp_path: Path) -> Tasks:
+    work = tmp_path / "work"
+    work.mkdir()
+    return Tasks(work)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """setuptools (and wheel, if installed) repacked from this interpreter: venvs get them offline."""
+    house = tmp_path_factory.mktemp("wheelhouse")
+    support.repack_installed("setuptools", house)
+    try:
+        support.repack_installed("wheel", house)
+    except Exception:
+        pass
+    return house
+
+
+@pytest.fixture(scope="session")
+def torch_index(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A local PEP 503 index at .../whl/cu128 with stand-in torch 2.8.0+cu128 stack wheels
+    (and a CPU torch build and older torchaudio, for mismatch tests)."""
+    root = tmp_path_factory.mktemp("index")
+    built = root / "built"
+    wheels = support.standin_torch_stack(built)
+    wheels += support.standin_torch_stack(built / "cpu", torch="2.8.0+cpu", vision="0.23.0+cpu", audio="2.8.0+cpu", cuda=None)[:1]
+    wheels.append(support.make_wheel(built / "old", "torchaudio", "2.7.0+cu128", {"torchaudio/__init__.py": ""}))
+    return support.build_simple_index(root / "whl" / "cu128", wheels)

@@ -1,0 +1,106 @@
+"""Build planning (pure): archs, toolchain checks, job sizing, environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sage_tasks import build, settings
+from sage_tasks.errors import ConfigError, EnvironmentProblem, MachineError
+from tests.support import machine
+
+
+def resolved(**flags):
+    return settings.resolve(flags, {"HOME": "/home/u"})
+
+
+def test_plan_for_the_probed_gpu():
+    plan = build.plan_build(resolved(), machine())
+    assert plan.archs == ("12.0",)
+    assert plan.env["TORCH_CUDA_ARCH_LIST"] == "12.0"
+    assert plan.env["CUDA_HOME"] == "/usr/local/cuda"
+    assert plan.label == "cu128torch2.8.0"
+    assert plan.source_kind == "git" and plan.commit == "eb615cf6cf4d221338033340ee2de1c37fbdba4a"
+    assert plan.pip_wheel_command()[2:6] == ["pip", "wheel", "--no-build-isolation", "--no-deps"]
+
+
+def test_no_gpu_and_no_arch_names_the_flag():
+    with pytest.raises(MachineError, match="no GPU was found") as err:
+        build.plan_build(resolved(), machine(gpus=()))
+    assert "--arch" in err.value.hint
+
+
+def test_cross_compile_with_arch_on_a_machine_without_gpu():
+    plan = build.plan_build(resolved(arch="12.0"), machine(gpus=()))
+    assert plan.archs == ("12.0",)
+
+
+@pytest.mark.parametrize(("arch", "nvcc", "needed"), [("12.0", "12.6", "12.8"), ("9.0", "12.2", "12.3"), ("8.9", "12.3", "12.4")])
+def test_nvcc_too_old_for_the_arch(arch, nvcc, needed):
+    with pytest.raises(MachineError, match=f"needs CUDA {needed}"):
+        build.plan_build(resolved(arch=arch), machine(nvcc=nvcc))
+
+
+def test_nvcc_and_torch_cuda_majors_must_match():
+    with pytest.raises(MachineError, match="major versions must match"):
+        build.plan_build(resolved(), machine(nvcc="13.0"))
+
+
+def test_cpu_torch_cannot_build_cuda_extensions():
+    with pytest.raises(MachineError, match="CPU build"):
+        build.plan_build(resolved(), machine(torch_cuda=None))
+
+
+def test_missing_nvcc_is_a_machine_error():
+    with pytest.raises(MachineError, match="nvcc was not found"):
+        build.plan_build(resolved(), machine(nvcc=None))
+
+
+def test_torch_missing_is_an_environment_error():
+    with pytest.raises(EnvironmentProblem, match="torch is not installed"):
+        build.plan_build(resolved(), machine(packages={"torch": None}))
+
+
+def test_unsupported_arch_is_a_config_error():
+    with pytest.raises(ConfigError, match="cannot be built for arch 7.5"):
+        resolved(arch="7.5")
+
+
+def test_missing_build_requirements_are_listed_for_install():
+    plan = build.plan_build(resolved(), machine(packages={"ninja": None, "setuptools": "59.0"}))
+    assert plan.missing_requires == ("setuptools>=62", "ninja")
+
+
+def test_target_bin_comes_first_on_path():
+    plan = build.plan_build(resolved(), machine())
+    env = build.build_environment(plan, {"PATH": "/usr/bin"})
+    assert env["PATH"].split(":")[:2] == ["/venv/bin", "/usr/local/cuda/bin"]
+
+
+class TestJobSizing:
+    def recipe(self):
+        return resolved().recipe  # 4 extensions, 3 GiB per nvcc job
+
+    def test_big_host_runs_every_extension_with_many_jobs(self):
+        p = build.size_jobs(16, 128 * 1024, self.recipe())
+        assert (p.ext_parallel, p.max_jobs) == (4, 8)
+        assert p.ext_parallel * p.max_jobs * 3 <= 128 * 0.8
+
+    def test_small_host_stays_inside_its_memory(self):
+        p = build.size_jobs(2, 22 * 1024, self.recipe())
+        assert p.ext_parallel * p.max_jobs * 3 <= 22
+        assert p.max_jobs == 1
+
+    def test_tiny_memory_still_builds_one_job(self):
+        assert build.size_jobs(64, 2 * 1024, self.recipe()) == build.Parallelism(1, 1, build.size_jobs(64, 2 * 1024, self.recipe()).reason)
+
+    def test_environment_wins(self):
+        p = build.size_jobs(16, 128 * 1024, self.recipe(), max_jobs=3, ext_parallel=2)
+        assert (p.ext_parallel, p.max_jobs) == (2, 3)
+        assert "MAX_JOBS from the environment" in p.reason
+
+
+def test_source_path_must_exist(tmp_path: Path):
+    with pytest.raises(ConfigError, match="neither a directory nor a tarball"):
+        build.plan_build(resolved(source=str(tmp_path / "nope")), machine())
