@@ -55,6 +55,8 @@ def pin(
     if result.changed:
         target = probe.read_target(found.target.python, [settings.recipe.package], env=settings.env)
         found = dataclasses.replace(found, target=target)
+    elif dry_run:
+        found = dataclasses.replace(found, target=stack.as_if_installed(found.target, result.differences, pinned))
     return result, found
 
 

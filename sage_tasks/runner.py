@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -45,6 +46,22 @@ def which(name: str, env: Mapping[str, str] | None = None) -> str | None:
     return shutil.which(name, path=path)
 
 
+_GENERIC = re.compile(
+    r"subprocess-exited-with-error|metadata-generation-failed|originates from a subprocess|See above|"
+    r"Encountered error|exit code:|^\s*(note|hint):",
+    re.IGNORECASE,
+)
+
+
+def telling_line(tail: str) -> str | None:
+    """The line of a failed command's output most likely to say what went wrong."""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"error|fatal|not found|denied", line, re.IGNORECASE) and not _GENERIC.search(line)]
+    if errors:
+        return errors[0]
+    return lines[-1] if lines else None
+
+
 def _fail(
     error: type[SageTasksError],
     args: list[str],
@@ -57,9 +74,9 @@ def _fail(
         return CommandFailed(args, returncode, redaction.redact(tail), hint)
     shown = quote(args)
     text = message or f"`{shown}` exited with {returncode}"
-    last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
-    if last:
-        text += f"; last output: {redaction.redact(last[0].strip())[:300]}"
+    telling = telling_line(tail)
+    if telling:
+        text += f": {redaction.redact(telling)[:300]}"
     exc = error(text, hint)
     exc.tail = redaction.redact(tail)  # type: ignore[attr-defined]
     return exc

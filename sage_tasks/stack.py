@@ -7,6 +7,7 @@ manifest for this variant > the committed stack lock. ``diff`` and ``pip_command
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -194,6 +195,19 @@ def pip_command(python: str, differences: Sequence[Difference], stack: Stack) ->
     if stack.index_url:
         args += ["--index-url", stack.index_url]
     return args
+
+
+def as_if_installed(target: probe.TargetEnv, differences: Sequence[Difference], stack: Stack) -> probe.TargetEnv:
+    """The target as it will look once the differences are installed (for dry runs)."""
+    if not differences:
+        return target
+    packages = dict(target.packages)
+    packages.update({d.package: d.wanted for d in differences})
+    changes: dict[str, object] = {"packages": packages}
+    if any(d.package == "torch" for d in differences):
+        changes["torch_cuda"] = archs.cuda_from_flavor(stack.flavor) or target.torch_cuda
+        changes["torch_cxx11_abi"] = True if target.torch_cxx11_abi is None else target.torch_cxx11_abi
+    return dataclasses.replace(target, **changes)
 
 
 # ---------------------------------------------------------------- action

@@ -80,13 +80,10 @@ def tasks(tmp_path: Path) -> Tasks:
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """setuptools (and wheel, if installed) repacked from this interpreter: venvs get them offline."""
+    """setuptools, wheel and packaging repacked from this interpreter: venvs get them offline."""
     house = tmp_path_factory.mktemp("wheelhouse")
-    support.repack_installed("setuptools", house)
-    try:
-        support.repack_installed("wheel", house)
-    except Exception:
-        pass
+    for name in ("setuptools", "wheel", "packaging"):
+        support.repack_installed(name, house)
     return house
 
 

@@ -130,7 +130,7 @@ def make_venv(path: Path, wheelhouse: Path | None = None, packages: tuple[str, .
     if packages:
         assert wheelhouse is not None
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheelhouse), *packages],
+            [str(python), "-m", "pip", "install", "-q", "--upgrade", "--no-index", "--find-links", str(wheelhouse), *packages],
             check=True, capture_output=True, env=offline_pip_env(os.environ),
         )
     return python
@@ -348,7 +348,7 @@ def write_demo_recipe(path: Path, repo: str, commit: str | None, ref: str = "v0.
             [build]
             cuda = false
             needs_torch = true
-            requires = ["setuptools"]
+            requires = ["setuptools", "wheel"]
             extensions = 1
             memory_per_job_gib = 0.5
 
