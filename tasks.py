@@ -13,7 +13,7 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from sage_tasks import build as build_mod, log as logsetup, pipeline, publish as publish_mod, redaction, render
+from sage_tasks import binaries as binaries_mod, build as build_mod, log as logsetup, pipeline, publish as publish_mod, redaction, render
 from sage_tasks import settings as settings_mod, verify
 from sage_tasks.manifest import dumps, write_atomic
 from sage_tasks.store import open_store
@@ -200,6 +200,21 @@ def auto(c, python=None, recipe=None, store=None, hub=None, arch=None, source=No
             raise run.error
 
 
+@task(help=_help(
+    "json", "verbose",
+    wheel="the wheel file to inspect",
+    cuobjdump="ask cuobjdump (CUDA toolkit) instead of reading the ELF fatbin directly",
+))  # fmt: skip
+def binaries(c, wheel, cuobjdump=False, json=False, verbose=False):
+    """List the GPU machine code (SASS) and PTX each compiled extension of a wheel carries."""
+    with _guard(verbose):
+        listing = binaries_mod.list_wheel(Path(wheel), prefer_cuobjdump=cuobjdump)
+        if json:
+            return render.emit_json(listing)
+        rows = [(so, " ".join(a["sass"]) or "-", " ".join(a["ptx"]) or "-") for so, a in listing.items()]
+        render.emit(render.table(rows, ("extension", "SASS", "PTX")))
+
+
 @task(help=_help("hub", "json", "verbose", dry_run="say what would be created or changed, change nothing"))
 def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
     """Create (if missing) and check the Hugging Face Hub repo used as the store."""
@@ -209,5 +224,5 @@ def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
         render.emit_json(result) if json else render.emit(render.table(list(result.items())))
 
 
-ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf)
+ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries)
 ns.configure({"run": {"echo": True}})

@@ -436,3 +436,39 @@ def machine(gpus=(("NVIDIA GeForce RTX 5090", "12.0"),), nvcc="12.8", cores=16, 
         cpu_count=cores, mem_total_mib=mem_mib, mem_available_mib=mem_mib,
         target=target(**target_changes),
     )
+
+
+# ---------------------------------------------------------------- ready-made demo wheels for store tests
+
+PURE_NATIVE = "def weighted_sum(xs):\n    return float(sum((i + 1) * x for i, x in enumerate(xs)))\n"
+
+
+def demo_wheel(dest: Path, version: str = "0.1.0+cu128torch2.8.0", tag: str = "py3-none-any") -> Path:
+    """A sage-demo wheel without compiled code (a Python ``_native``), for store and fetch tests."""
+    return make_wheel(dest, "sage-demo", version, {
+        "sage_demo/__init__.py": f'__version__ = "{version}"\n',
+        "sage_demo/_native.py": PURE_NATIVE,
+        "sage_demo/selfcheck.py": DEMO_CHECK,
+    }, tag=tag)
+
+
+def demo_manifest(wheel: Path, status: str = "passed", **changes):
+    """The manifest of a demo wheel as sage-tasks' build would write it; saved beside the wheel."""
+    from sage_tasks import manifest, wheelfile
+    from sage_tasks.manifest import Verification, WheelManifest
+
+    info = wheelfile.inspect(wheel)
+    fields = dict(
+        package="sage-demo", version=info.version, wheel_file=wheel.name,
+        wheel_sha256=wheelfile.sha256_file(wheel), wheel_size=wheel.stat().st_size,
+        python_tag=info.python_tag, abi_tag=info.abi_tag, platform_tag=info.platform_tag,
+        recipe="sage-demo-0.1.0", torch_version="2.8.0+cu128", torch_cuda="12.8", torch_cxx11_abi=True,
+        torchvision_version="0.23.0+cu128", torchaudio_version="2.8.0+cu128", triton_version="3.4.0",
+        torch_index_url="https://download.pytorch.org/whl/cu128",
+        source={"repo": "file:///demo", "ref": "v0.1.0", "commit": None},
+        verification=Verification(status=status, summary=f"demo {status}"),
+    )
+    fields.update(changes)
+    entry = WheelManifest(**fields)
+    manifest.write_manifest_file(wheel.with_name(wheel.name + ".json"), entry)
+    return entry

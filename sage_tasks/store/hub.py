@@ -1,0 +1,359 @@
+"""A store in a Hugging Face Hub repository (a dataset by default), through ``huggingface_hub``.
+
+Publishing is one ``create_commit`` holding the wheel, the changed manifests, ``index.json``
+and ``latest.json``, conditioned on the commit the index was read at (``parent_commit``). When
+someone published in between, the Hub answers 412: we re-read the index, merge, and try again
+with backoff. Reads go through ``hf_hub_download`` and its cache, so a second fetch on the same
+machine downloads nothing and ``HF_HUB_OFFLINE=1`` works from the cache.
+
+``huggingface_hub`` retries downloads itself; the calls it does not retry (create_repo, whoami,
+repo_info, the commit POST) are retried here on 429/5xx/connection errors, boundedly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import manifest, redaction
+from ..errors import ConflictError, SageTasksError, StoreError
+from ..manifest import Index, WheelManifest
+from ..settings import StoreConfig
+from .base import CommitResult, Update
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LEGACY_FOLDER = "sageattention220"  # the bash installer's default REMOTE_DIR
+RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+COMMIT_ATTEMPTS = 6
+CALL_ATTEMPTS = 4
+
+CARD = """---
+pretty_name: SageAttention wheels
+tags:
+- sageattention
+- wheels
+---
+# SageAttention wheels built by sage-tasks
+
+Prebuilt SageAttention wheels, each for one exact torch build, Python version and GPU arch,
+published by [sage-tasks](https://github.com/) after a kernel test on the target GPU.
+
+## Layout
+```
+{root}/index.json                  every wheel's manifest (read once to choose a wheel)
+{root}/latest.json                 pointer to the default variant (bash installer field names)
+{root}/wheels/<wheel file>
+{root}/manifests/<wheel file>.json
+```
+A manifest records the wheel's sha256 and size, its Python/ABI/platform tags, the torch,
+torchvision, torchaudio and triton versions and torch index it was built against, torch's CUDA
+and C++11 ABI, the GPU archs its binaries carry, the source commit, and the kernel test verdict.
+
+## Install from here
+```bash
+export HF_REPO_ID={repo_id}   # plus HF_TOKEN if the repo is private
+invoke auto                   # pins the stack, fetches the matching wheel, checks it on the GPU
+```
+`invoke fetch --dry-run` shows which wheel fits the machine and why the others do not.
+Never install a wheel from here with plain pip unless torch, CUDA and the GPU arch match its manifest.
+"""
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _server_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    message = None
+    if response is not None:
+        message = response.headers.get("X-Error-Message") if hasattr(response, "headers") else None
+        if not message:
+            try:
+                body = response.json()
+                message = body.get("error") if isinstance(body, dict) else None
+            except Exception:
+                message = None
+    text = message or str(exc).splitlines()[0]
+    return redaction.redact(text)[:300]
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "ConnectError", "TimeoutException", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ReadError"}) or isinstance(exc, OSError)
+
+
+class HubStore:
+    def __init__(self, config: StoreConfig, env: Mapping[str, str]) -> None:
+        from huggingface_hub import HfApi
+        from huggingface_hub.utils import get_token
+
+        self.config = config
+        self.repo_id = config.repo_id or ""
+        self.repo_type = config.repo_type
+        self.revision = config.revision
+        self.root = config.remote_dir
+        self.endpoint = (config.endpoint or env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        self.token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or get_token() or None
+        redaction.register(self.token)
+        self.backoff = float(env.get("SAGE_RETRY_BASE_S", "1.0"))
+        self.offline = env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        self.api = HfApi(endpoint=self.endpoint, token=self.token)
+        self.description = f"hf {self.repo_type} {self.repo_id}@{self.revision}:{self.root}"
+        self._legacy_root = self.root  # where the last read found the bash installer's latest.json
+
+    # ------------------------------------------------------------ errors and retries
+
+    def _translate(self, exc: BaseException, what: str) -> SageTasksError:
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        status = _status(exc)
+        if isinstance(exc, OfflineModeIsEnabled | LocalEntryNotFoundError) and self.offline:
+            return StoreError(f"{what}: HF_HUB_OFFLINE=1 and it is not in the local cache", "run once online first, or unset HF_HUB_OFFLINE")
+        if isinstance(exc, GatedRepoError):
+            return StoreError(f"{what}: {self.repo_id} is gated", "accept its terms on the Hub with the account of HF_TOKEN")
+        if isinstance(exc, RepositoryNotFoundError) or status == 401:
+            if not self.token:
+                return StoreError(f"{what}: {self.repo_type} {self.repo_id} was not found, or it is private", "set HF_TOKEN to a token that can read it")
+            return StoreError(f"{what}: the Hub refused the token for {self.repo_type} {self.repo_id} (HTTP {status or 404})", "check that HF_TOKEN is valid and can read this repo")
+        if isinstance(exc, RevisionNotFoundError):
+            return StoreError(f"{what}: branch {self.revision} does not exist in {self.repo_id}", "set HF_REPO_BRANCH to an existing branch")
+        if isinstance(exc, EntryNotFoundError):
+            return StoreError(f"{what}: not found in {self.repo_id}")
+        if isinstance(exc, LocalEntryNotFoundError):
+            return StoreError(f"{what}: cannot reach {self.endpoint} and nothing is cached", "check the network, HF_ENDPOINT or proxy settings")
+        if status is not None:
+            return StoreError(f"{what}: HTTP {status} from {self.endpoint}: {_server_message(exc)}", "try again later" if status >= 500 else None)
+        return StoreError(f"{what}: {type(exc).__name__}: {redaction.redact(str(exc))[:200]}", "check the network and HF_ENDPOINT")
+
+    def _retrying(self, what: str, call: Callable[[], T], attempts: int = CALL_ATTEMPTS, passthrough: tuple[int, ...] = ()) -> T:
+        """Retry 408/429/5xx and connection errors with bounded backoff; other errors fail fast."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except SageTasksError:
+                raise
+            except Exception as exc:
+                status = _status(exc)
+                if status in passthrough:
+                    raise
+                retryable = status in RETRY_STATUS or (status is None and _is_connection_error(exc))
+                if not retryable or attempt == attempts:
+                    raise self._translate(exc, what) from exc
+                delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
+                log.info("%s: %s; retrying in %.1f s (%d/%d)", what, f"HTTP {status}" if status else type(exc).__name__, delay, attempt, attempts)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ reading
+
+    def _path(self, relative: str, root: str | None = None) -> str:
+        root = self.root if root is None else root
+        return f"{root}/{relative}" if root else relative
+
+    def _download(self, path: str, revision: str | None = None) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        return Path(
+            hf_hub_download(
+                self.repo_id,
+                path,
+                repo_type=self.repo_type,
+                revision=revision or self.revision,
+                token=self.token,
+                endpoint=self.endpoint,
+            )
+        )
+
+    def _read_json(self, path: str, revision: str | None = None) -> Any | None:
+        """The JSON at ``path``, or None if the repo has no such file."""
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            local = self._retrying(f"reading {path}", lambda: self._download(path, revision))
+        except StoreError as e:
+            if isinstance(e.__cause__, EntryNotFoundError):
+                return None
+            raise
+        return manifest.parse_json(local.read_bytes(), f"{self.description}/{path}")
+
+    def _read(self, revision: str | None, fallback: bool) -> tuple[Index, str]:
+        data = self._read_json(self._path(manifest.INDEX_FILE), revision)
+        if data is not None:
+            return manifest.index_from_dict(data, f"{self.repo_id}:{self._path(manifest.INDEX_FILE)}"), self.root
+        folders = [self.root] + ([LEGACY_FOLDER] if fallback and self.root != LEGACY_FOLDER else [])
+        for folder in folders:
+            legacy = self._read_json(self._path(manifest.LATEST_FILE, folder), revision)
+            if isinstance(legacy, dict) and "schema_version" not in legacy:
+                where = f"{self.repo_id}:{self._path(manifest.LATEST_FILE, folder)}"
+                log.info("no index.json: reading the bash installer's %s", where)
+                return Index(wheels=(manifest.from_legacy_latest(legacy, where),)), folder
+        return Index(), self.root
+
+    def read_index(self) -> Index:
+        index, self._legacy_root = self._read(None, fallback=True)
+        return index
+
+    def repo_exists(self) -> bool:
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            self._retrying(f"looking up {self.repo_id}", lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type))
+        except StoreError as e:
+            if isinstance(e.__cause__, RepositoryNotFoundError) and _status(e.__cause__) in (None, 404):
+                return False
+            raise
+        return True
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """A file of the repo (not under the root), or None if it has none."""
+        from huggingface_hub.errors import EntryNotFoundError
+
+        try:
+            return self._retrying(f"reading {path}", lambda: self._download(path)).read_bytes()
+        except StoreError as e:
+            if isinstance(e.__cause__, EntryNotFoundError):
+                return None
+            raise
+
+    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+        root = self._legacy_root if entry.legacy else self.root
+        path = self._path(manifest.check_relative_path(entry.wheel_path), root)
+        local = self._retrying(f"downloading {path}", lambda: self._download(path))
+        manifest.check_wheel_name(local.name)
+        return local
+
+    def wheel_url(self, entry: WheelManifest) -> str | None:
+        prefix = {"dataset": "datasets/", "space": "spaces/"}.get(self.repo_type, "")
+        return f"{self.endpoint}/{prefix}{self.repo_id}/resolve/{self.revision}/{self._path(entry.wheel_path)}"
+
+    # ------------------------------------------------------------ writing
+
+    def _head(self) -> str:
+        info = self._retrying(
+            f"reading the head of {self.repo_id}",
+            lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, revision=self.revision),
+        )
+        return info.sha
+
+    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+        if not self.token:
+            raise StoreError(f"publishing to {self.repo_id} needs a token", "set HF_TOKEN to a token with write access")
+        last = ""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            head = self._head()
+            old, _ = self._read(head, fallback=False)
+            new = update(old)
+            contents: dict[str, Path | bytes] = {**files, **manifest.changed_manifests(old, new)}
+            contents[manifest.INDEX_FILE] = manifest.dumps(new.to_dict()).encode()
+            latest = manifest.choose_latest(new.wheels, self.config.preferred_arch)
+            operations: list[Any] = [
+                CommitOperationAdd(path_in_repo=self._path(manifest.check_relative_path(rel)), path_or_fileobj=str(c) if isinstance(c, Path) else c)
+                for rel, c in contents.items()
+            ]
+            if latest is not None:
+                record = manifest.latest_record(latest, self.wheel_url(latest))
+                operations.append(CommitOperationAdd(path_in_repo=self._path(manifest.LATEST_FILE), path_or_fileobj=manifest.dumps(record).encode()))
+            elif any(w.wheel_file for w in old.wheels):
+                operations.append(CommitOperationDelete(path_in_repo=self._path(manifest.LATEST_FILE)))
+            try:
+                info = self._retrying(
+                    f"committing to {self.repo_id}",
+                    lambda ops=operations, parent=head: self.api.create_commit(
+                        self.repo_id,
+                        operations=ops,
+                        commit_message=redaction.redact(message),
+                        repo_type=self.repo_type,
+                        revision=self.revision,
+                        parent_commit=parent,
+                    ),
+                    passthrough=(412,),
+                )
+            except Exception as exc:
+                if _status(exc) != 412:
+                    raise
+                last = "someone else published in between (HTTP 412)"
+                delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
+                log.info("%s: %s; re-reading the index and merging in %.1f s (%d/%d)", self.repo_id, last, delay, attempt, COMMIT_ATTEMPTS)
+                time.sleep(delay)
+                continue
+            log.info("%s: %s (commit %s)", self.description, message, str(getattr(info, "oid", ""))[:12])
+            return CommitResult(index=new, revision=getattr(info, "oid", None), attempts=attempt)
+        raise ConflictError(
+            f"could not publish to {self.repo_id} after {COMMIT_ATTEMPTS} attempts: {last}; the repo was not changed by us",
+            "publishers keep colliding: try again in a minute",
+        )
+
+
+# ---------------------------------------------------------------- init-hf
+
+
+def init_repo(config: StoreConfig, env: Mapping[str, str], *, dry_run: bool = False) -> dict[str, Any]:
+    """Create the repo if missing (idempotent), check the token's identity and write access,
+    and keep a dataset card explaining the layout. Reports what it found and did."""
+    from huggingface_hub import CommitOperationAdd
+
+    store = HubStore(config, env)
+    if not store.token:
+        raise StoreError("init-hf needs a token", "set HF_TOKEN (a write token for the repo's namespace)")
+    who = store._retrying("checking the token (whoami)", lambda: store.api.whoami(token=store.token))
+    user = who.get("name")
+    role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise StoreError(f"the token of {user} is read-only", "create a write (or fine-grained with write) token")
+    namespace = store.repo_id.split("/", 1)[0]
+    orgs = {o.get("name") for o in who.get("orgs") or [] if isinstance(o, dict)}
+    if namespace != user and namespace not in orgs:
+        log.warning("%s is neither %s nor one of their organizations: creating or writing may be refused", namespace, user)
+    exists = store.repo_exists()
+    report: dict[str, Any] = {
+        "repo": store.repo_id, "type": store.repo_type, "endpoint": store.endpoint, "user": user,
+        "token_role": role or "unknown", "existed": exists, "dry_run": dry_run,
+    }
+    if not exists:
+        report["action"] = f"would create ({'private' if config.private else 'public'})" if dry_run else "created"
+        if not dry_run:
+            store._retrying(
+                f"creating {store.repo_id}",
+                lambda: store.api.create_repo(store.repo_id, repo_type=store.repo_type, private=config.private, exist_ok=True),
+            )
+    card = CARD.format(root=store.root, repo_id=store.repo_id).encode()
+    current = None if not exists else store.read_bytes("README.md")
+    if current == card:
+        report["card"] = "up to date"
+    elif dry_run:
+        report["card"] = "would write"
+    else:
+        store._retrying(
+            f"writing the card of {store.repo_id}",
+            lambda: store.api.create_commit(
+                store.repo_id,
+                operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card)],
+                commit_message="sage-tasks: dataset card",
+                repo_type=store.repo_type,
+                revision=store.revision,
+            ),
+        )
+        report["card"] = "written"
+    if exists or not dry_run:
+        info = store._retrying("reading the repo", lambda: store.api.repo_info(store.repo_id, repo_type=store.repo_type))
+        report["private"] = bool(getattr(info, "private", False))
+        report["head"] = info.sha
+        report["index"] = f"{len(store.read_index().wheels)} wheel(s) under {store.root}/"
+    return report
