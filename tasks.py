@@ -17,6 +17,7 @@ from sage_tasks import binaries as binaries_mod, build as build_mod, log as logs
 from sage_tasks import settings as settings_mod, verify
 from sage_tasks.manifest import dumps, write_atomic
 from sage_tasks.store import open_store
+from sage_tasks.store.local import DistStore
 from sage_tasks.errors import SageTasksError
 
 COMMON = {
@@ -90,8 +91,9 @@ def pin(c, python=None, recipe=None, store=None, hub=None, stack=None, arch=None
     "python", "recipe", "store", "hub", "json", "verbose",
     arch="choose for this compute capability instead of the GPU's (e.g. 12.0)",
     dry_run="select and explain, download nothing",
+    from_dist="choose among wheels built into this folder (by `invoke build`) instead of the store",
 ))  # fmt: skip
-def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, dry_run=False, json=False, verbose=False):
+def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, from_dist=None, dry_run=False, json=False, verbose=False):
     """Install the stored wheel that fits this machine (hash-checked before pip sees it).
 
     Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
@@ -100,7 +102,7 @@ def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, dry_run=
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch)
         found = pipeline.machine(s)
-        store_ = open_store(s.store, s.env)
+        store_ = DistStore(Path(from_dist)) if from_dist else open_store(s.store, s.env)
         result = pipeline.fetch_wheel(s, found, store_, store_.read_index(), dry_run=dry_run)
         if json:
             return render.emit_json(result.to_dict())

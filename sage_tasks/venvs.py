@@ -20,14 +20,20 @@ def python_in(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def link_site(target: str, reuse_from: str) -> Path:
+    """Make ``reuse_from``'s site-packages visible to ``target`` (after its own); returns the .pth."""
+    dirs = json.loads(runner.run([reuse_from, "-c", _SITE_DIRS], echo=False, error=EnvironmentProblem).stdout)
+    own = json.loads(runner.run([target, "-c", _SITE_DIRS], echo=False, error=EnvironmentProblem).stdout)
+    lines = [d for d in dict.fromkeys(dirs) if Path(d).is_dir() and d not in own]
+    pth = Path(own[0]) / "_sage_tasks_reuse.pth"
+    pth.write_text("\n".join(lines) + "\n")
+    return pth
+
+
 def create(path: Path, python: str, *, reuse_from: str | None = None) -> Path:
     """Create ``path`` as a venv of ``python``; returns its interpreter."""
     runner.run([python, "-m", "venv", str(path)], error=EnvironmentProblem, hint=f"check that {python} has the venv module")
     target = python_in(path)
     if reuse_from:
-        dirs = json.loads(runner.run([reuse_from, "-c", _SITE_DIRS], echo=False, error=EnvironmentProblem).stdout)
-        own = json.loads(runner.run([str(target), "-c", _SITE_DIRS], echo=False, error=EnvironmentProblem).stdout)
-        site = Path(own[0])
-        lines = [d for d in dict.fromkeys(dirs) if Path(d).is_dir() and d not in own]
-        (site / "_sage_tasks_reuse.pth").write_text("\n".join(lines) + "\n")
+        link_site(str(target), reuse_from)
     return target

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import parse_wheel_filename
+
 from . import log as logsetup, manifest, probe, runner
 from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
 from .manifest import Verification
@@ -63,16 +65,20 @@ class CheckResult:
             )
 
 
-def find_manifest(dist_dir: Path, package: str, version: str) -> Path | None:
-    """The manifest in ``dist_dir`` of the wheel that is installed (same package and version)."""
+def find_manifest(dist_dir: Path, package: str, version: str, tags: tuple[str, ...]) -> Path | None:
+    """The manifest in ``dist_dir`` of the wheel that is installed: same package and version,
+    and the wheel tags the target interpreter prefers (cp311 and cp312 builds share a version)."""
+    rank = {tag: i for i, tag in enumerate(tags)}
+    found = []
     for path in sorted(dist_dir.glob("*.whl.json")):
         try:
             entry = manifest.read_manifest_file(path)
         except IntegrityError:
             continue
-        if entry.package == package and entry.version == version:
-            return path
-    return None
+        fits = [rank[str(t)] for t in parse_wheel_filename(entry.wheel_file)[3] if str(t) in rank]
+        if entry.package == package and entry.version == version and fits:
+            found.append((min(fits), path))
+    return min(found)[1] if found else None
 
 
 def _verification(status: str, report: dict[str, Any], machine: Machine, quick: bool) -> Verification:
@@ -135,7 +141,7 @@ def run_check(
     if done.returncode not in (EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         report.setdefault("summary", f"the check crashed with exit {done.returncode}: {tail}")
-    manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, installed)
+    manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, installed, machine.target.tags)
     verification = _verification(status, report, machine, quick)
     if record and manifest_path is not None:
         entry = manifest.read_manifest_file(manifest_path)

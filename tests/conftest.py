@@ -88,12 +88,14 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def torch_index(tmp_path_factory: pytest.TempPathFactory) -> str:
+def torch_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> str:
     """A local PEP 503 index at .../whl/cu128 with stand-in torch 2.8.0+cu128 stack wheels
-    (and a CPU torch build and older torchaudio, for mismatch tests)."""
+    (and a CPU torch build and older torchaudio, for mismatch tests), plus the build
+    requirements from the wheelhouse, so that no pip process needs the internet."""
     root = tmp_path_factory.mktemp("index")
     built = root / "built"
     wheels = support.standin_torch_stack(built)
     wheels += support.standin_torch_stack(built / "cpu", torch="2.8.0+cpu", vision="0.23.0+cpu", audio="2.8.0+cpu", cuda=None)[:1]
     wheels.append(support.make_wheel(built / "old", "torchaudio", "2.7.0+cu128", {"torchaudio/__init__.py": ""}))
+    wheels += sorted(wheelhouse.glob("*.whl"))
     return support.build_simple_index(root / "whl" / "cu128", wheels)

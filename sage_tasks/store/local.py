@@ -157,3 +157,31 @@ class LocalStore:
                 ) from e
         log.info("%s: %s", self.description, message)
         return CommitResult(index=new_index)
+
+
+class DistStore:
+    """Wheels that ``invoke build`` wrote into a folder, each with its manifest beside it
+    (read-only): lets ``fetch --from-dist`` install a fresh build through the same checks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.description = f"built wheels in {self.folder}"
+
+    def read_index(self) -> Index:
+        entries = []
+        for path in sorted(self.folder.glob("*.whl.json")):
+            entry = manifest.read_manifest_file(path)
+            entries.append(entry.replace(wheel_path=entry.wheel_file))
+        return Index(wheels=tuple(entries))
+
+    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+        path = self.folder / manifest.check_wheel_name(entry.wheel_file)
+        if not path.is_file():
+            raise StoreError(f"{path} is missing (its manifest is there)", "run `invoke build` again")
+        return path
+
+    def wheel_url(self, entry: WheelManifest) -> str | None:
+        return None
+
+    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+        raise StoreError(f"{self.description} is read-only", "publish to a store instead")

@@ -1,0 +1,105 @@
+"""Nox sessions: build and smoke-test the wheel per Python, plus tests and lint.
+
+The sessions only create environments and call sage-tasks (``invoke ...``), which runs from
+the interpreter that runs nox and acts on the session's venv through ``--python``. Recipe,
+arch and source pass through posargs::
+
+    nox -s build-3.12                                  # SageAttention for this machine's GPU
+    nox -s build-3.12 -- --arch 12.0                   # cross-compile for an RTX 5090
+    nox -s build-3.12 smoke-3.12 -- --recipe tests/fixtures/sage-demo.toml --source DIR
+
+``SAGE_REUSE_TORCH_FROM=/path/to/python`` lets the session venv use that interpreter's
+packages (a GPU image's torch) instead of installing the pinned stack.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.11", "3.12"]
+ROOT = Path(__file__).resolve().parent
+INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+DIST = os.environ.get("SAGE_DIST") or str(ROOT / "dist")
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _sage(session: nox.Session, *args: str, success_codes: list[int] | None = None) -> None:
+    """Run a sage-tasks task from nox's own interpreter against this session's venv."""
+    session.run(*INVOKE, *args, external=True, success_codes=success_codes or [0])
+
+
+def _python(session: nox.Session) -> str:
+    return str(Path(session.virtualenv.location) / "bin" / "python")
+
+
+def _split(posargs: list[str]) -> tuple[list[str], list[str]]:
+    """posargs for build (all of them) and for fetch/test-kernel (--recipe and --arch only)."""
+    shared = []
+    it = iter(posargs)
+    for arg in it:
+        if arg in ("--recipe", "--arch"):
+            shared += [arg, next(it, "")]
+        elif arg.startswith(("--recipe=", "--arch=")):
+            shared.append(arg)
+    return posargs, shared
+
+
+def _prepare(session: nox.Session, shared: list[str]) -> str:
+    python = _python(session)
+    reuse = os.environ.get("SAGE_REUSE_TORCH_FROM")
+    if reuse:
+        session.run(sys.executable, "-c", f"from sage_tasks import venvs; venvs.link_site({python!r}, {reuse!r})", external=True)
+    _sage(session, "pin", "--python", python, *shared)
+    return python
+
+
+@nox.session(name="build", python=PYTHONS)
+def build(session: nox.Session) -> None:
+    """A fresh venv of this Python, the pinned stack, then `invoke build` into dist/."""
+    build_args, shared = _split(session.posargs)
+    python = _prepare(session, shared)
+    _sage(session, "build", "--python", python, "--dist", DIST, *build_args)
+
+
+@nox.session(name="smoke", python=PYTHONS)
+def smoke(session: nox.Session) -> None:
+    """Another fresh venv, the pinned stack, the dist/ wheel (--no-deps, hash-checked), test-kernel.
+
+    Full kernel test on a GPU; without one the check reports the wheel as unverified (exit 9),
+    which this session accepts and prints as such, never as a pass.
+    """
+    _, shared = _split(session.posargs)
+    python = _prepare(session, shared)
+    _sage(session, "fetch", "--python", python, "--from-dist", DIST, *shared)
+    _sage(session, "test-kernel", "--python", python, "--dist", DIST, *shared, success_codes=[0, 9])
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite (GPU tests are marked and only run on a GPU machine)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "not gpu", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff; the workflows against GitHub's schema (check-jsonschema) and audited by zizmor, offline."""
+    session.install("ruff", "check-jsonschema", "zizmor")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    if workflows:
+        session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+        session.run("zizmor", "--offline", "--min-severity", "medium", *workflows)
+
+
+@nox.session(default=False, tags=["release"], venv_backend="none")
+def publish(session: nox.Session) -> None:
+    """Publish the newest built wheel in dist/ to the store (HF_REPO_ID/HF_TOKEN for the Hub)."""
+    _sage(session, "publish", "--dist", DIST, *session.posargs)
