@@ -24,6 +24,7 @@ PYTHONS = ["3.11", "3.12"]
 ROOT = Path(__file__).resolve().parent
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 DIST = os.environ.get("SAGE_DIST") or str(ROOT / "dist")
+CIBW_CONFIG = str(ROOT / "manifests" / "cibuildwheel" / "sageattention.toml")
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = False
@@ -54,7 +55,9 @@ def _prepare(session: nox.Session, shared: list[str]) -> str:
     python = _python(session)
     reuse = os.environ.get("SAGE_REUSE_TORCH_FROM")
     if reuse:
-        session.run(sys.executable, "-c", f"from sage_tasks import venvs; venvs.link_site({python!r}, {reuse!r})", external=True)
+        session.run(
+            sys.executable, "-c", f"from sage_tasks import venvs; venvs.link_site({python!r}, {reuse!r})", external=True
+        )
     _sage(session, "pin", "--python", python, *shared)
     return python
 
@@ -99,7 +102,29 @@ def lint(session: nox.Session) -> None:
         session.run("zizmor", "--offline", "--min-severity", "medium", *workflows)
 
 
+@nox.session(default=False)
+def portable(session: nox.Session) -> None:
+    """Portable manylinux wheels of the recipe's source with cibuildwheel (CUDA in the container).
+
+    ``--source DIR`` builds that folder instead of a fresh export of the pinned commit; other
+    posargs go to cibuildwheel (e.g. ``--print-build-identifiers``).
+    """
+    session.install("cibuildwheel")
+    args = list(session.posargs)
+    if "--source" in args:
+        at = args.index("--source")
+        source = args[at + 1]
+        del args[at : at + 2]
+    else:
+        source = str(ROOT / "build" / "portable-src")
+        if not Path(source).exists():
+            _sage(session, "source", source)
+    session.run(
+        "cibuildwheel", "--platform", "linux", "--config-file", CIBW_CONFIG, "--output-dir", "wheelhouse", *args, source
+    )
+
+
 @nox.session(default=False, tags=["release"], venv_backend="none")
 def publish(session: nox.Session) -> None:
-    """Publish the newest built wheel in dist/ to the store (HF_REPO_ID/HF_TOKEN for the Hub)."""
+    """Publish built wheels from dist/ to the store (``-- --all`` for every one; HF_REPO_ID/HF_TOKEN for the Hub)."""
     _sage(session, "publish", "--dist", DIST, *session.posargs)

@@ -13,12 +13,30 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from sage_tasks import binaries as binaries_mod, build as build_mod, log as logsetup, pipeline, publish as publish_mod, redaction, render
-from sage_tasks import settings as settings_mod, verify
+from sage_tasks import (
+    binaries as binaries_mod,
+)
+from sage_tasks import (
+    build as build_mod,
+)
+from sage_tasks import (
+    log as logsetup,
+)
+from sage_tasks import manifest as manifest_mod
+from sage_tasks import (
+    pipeline,
+    redaction,
+    render,
+    verify,
+)
+from sage_tasks import (
+    publish as publish_mod,
+)
+from sage_tasks import settings as settings_mod
+from sage_tasks.errors import SageTasksError
 from sage_tasks.manifest import dumps, write_atomic
 from sage_tasks.store import open_store
 from sage_tasks.store.local import DistStore
-from sage_tasks.errors import SageTasksError
 
 COMMON = {
     "python": "target interpreter (default: this one; PYTHON_BIN works too)",
@@ -49,7 +67,15 @@ def _settings(**flags: object) -> settings_mod.Settings:
     return settings_mod.resolve({k: v for k, v in flags.items() if v not in (None, False)}, os.environ)
 
 
-@task(help=_help("python", "recipe", "json", "verbose", import_torch="also import torch in the target (seconds): CUDA availability and devices as torch sees them"))
+@task(
+    help=_help(
+        "python",
+        "recipe",
+        "json",
+        "verbose",
+        import_torch="also import torch in the target (seconds): CUDA availability and devices as torch sees them",
+    )
+)
 def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=False):
     """Show GPUs, driver, nvcc, platform and the target's torch stack. Never needs a GPU."""
     with _guard(verbose):
@@ -65,7 +91,19 @@ def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=F
     stack="stack lock name in manifests/stacks or a .toml path (default: by GPU arch)",
     arch="GPU arch to pick the stack lock for when there is no GPU (e.g. 12.0)",
 ))  # fmt: skip
-def pin(c, python=None, recipe=None, store=None, hub=None, stack=None, arch=None, check=False, dry_run=False, json=False, verbose=False):
+def pin(
+    c,
+    python=None,
+    recipe=None,
+    store=None,
+    hub=None,
+    stack=None,
+    arch=None,
+    check=False,
+    dry_run=False,
+    json=False,
+    verbose=False,
+):
     """Install exactly the pinned torch/torchvision/torchaudio/triton (only what differs).
 
     Order: TORCH_VERSION... environment variables > the store's manifest for this machine >
@@ -93,7 +131,18 @@ def pin(c, python=None, recipe=None, store=None, hub=None, stack=None, arch=None
     dry_run="select and explain, download nothing",
     from_dist="choose among wheels built into this folder (by `invoke build`) instead of the store",
 ))  # fmt: skip
-def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, from_dist=None, dry_run=False, json=False, verbose=False):
+def fetch(
+    c,
+    python=None,
+    recipe=None,
+    store=None,
+    hub=None,
+    arch=None,
+    from_dist=None,
+    dry_run=False,
+    json=False,
+    verbose=False,
+):
     """Install the stored wheel that fits this machine (hash-checked before pip sees it).
 
     Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
@@ -118,7 +167,9 @@ def fetch(c, python=None, recipe=None, store=None, hub=None, arch=None, from_dis
     stack="stack lock to record the torch index from (default: by arch)",
     dry_run="show the build plan and stop",
 ))  # fmt: skip
-def build(c, python=None, recipe=None, arch=None, source=None, dist=None, stack=None, dry_run=False, json=False, verbose=False):
+def build(
+    c, python=None, recipe=None, arch=None, source=None, dist=None, stack=None, dry_run=False, json=False, verbose=False
+):
     """Build the recipe's wheel from source for the GPU's arch (or --arch, even without a GPU).
 
     MAX_JOBS / EXT_PARALLEL are sized from cores and free memory unless set. The full log is
@@ -134,7 +185,9 @@ def build(c, python=None, recipe=None, arch=None, source=None, dist=None, stack=
         result = pipeline.build_wheel(s, found, index_url)
         if json:
             return render.emit_json(result.to_dict())
-        render.emit(f"wheel:    {result.wheel}\nmanifest: {result.manifest_path}\narchs:    {', '.join(result.entry.cuda_archs) or 'host only'}\nlog:      {result.log_path}")
+        render.emit(
+            f"wheel:    {result.wheel}\nmanifest: {result.manifest_path}\narchs:    {', '.join(result.entry.cuda_archs) or 'host only'}\nlog:      {result.log_path}"
+        )
 
 
 @task(help=_help(
@@ -144,7 +197,9 @@ def build(c, python=None, recipe=None, arch=None, source=None, dist=None, stack=
     dist="folder holding built wheels and manifests (default: ./dist)",
     report="also write the check's JSON report here",
 ))  # fmt: skip
-def test_kernel(c, python=None, recipe=None, quick=False, manifest=None, dist=None, report=None, json=False, verbose=False):
+def test_kernel(
+    c, python=None, recipe=None, quick=False, manifest=None, dist=None, report=None, json=False, verbose=False
+):
     """Prove on the GPU that the installed kernels compute the right numbers, and time them.
 
     Exit codes: 0 passed, 5 failed, 9 unverified (no GPU here). The verdict is recorded in the
@@ -154,7 +209,11 @@ def test_kernel(c, python=None, recipe=None, quick=False, manifest=None, dist=No
         s = _settings(python=python, recipe=recipe, dist=dist)
         found = pipeline.machine(s)
         result = verify.run_check(
-            s, found, quick=quick, manifest_path=Path(manifest) if manifest else None, report_path=Path(report) if report else None
+            s,
+            found,
+            quick=quick,
+            manifest_path=Path(manifest) if manifest else None,
+            report_path=Path(report) if report else None,
         )
         if json:
             render.emit_json(result.to_dict())
@@ -169,15 +228,61 @@ def test_kernel(c, python=None, recipe=None, quick=False, manifest=None, dist=No
     dist="folder holding built wheels and manifests (default: ./dist)",
     allow_unverified="publish a wheel that has not passed a GPU kernel test (recorded as unverified)",
     replace="overwrite a published wheel of the same file name with different contents",
+    all="publish every built wheel of the recipe in the dist folder",
 ))  # fmt: skip
-def publish(c, wheel=None, recipe=None, store=None, hub=None, dist=None, allow_unverified=False, replace=False, json=False, verbose=False):
+def publish(
+    c,
+    wheel=None,
+    recipe=None,
+    store=None,
+    hub=None,
+    dist=None,
+    all=False,
+    allow_unverified=False,
+    replace=False,
+    json=False,
+    verbose=False,
+):
     """Put wheel + manifest + index + latest.json into the store in one atomic step."""
     with _guard(verbose):
         s = _settings(recipe=recipe, store=store, hub=hub, dist=dist)
-        manifest_path = Path(f"{wheel}.json") if wheel else build_mod.latest_built(s.dist_dir, s.recipe.package)
-        wheel_path = Path(wheel) if wheel else manifest_path.with_suffix("")
-        result = publish_mod.publish(open_store(s.store, s.env), wheel_path, manifest_path, allow_unverified=allow_unverified, replace=replace)
-        render.emit_json(result.to_dict()) if json else render.emit(f"{result.outcome}: {result.entry.wheel_file} → {result.store}")
+        store_ = open_store(s.store, s.env)
+        if all:
+            results = publish_mod.publish_all(
+                store_, s.dist_dir, s.recipe.package, allow_unverified=allow_unverified, replace=replace
+            )
+        else:
+            manifest_path = Path(f"{wheel}.json") if wheel else build_mod.latest_built(s.dist_dir, s.recipe.package)
+            wheel_path = Path(wheel) if wheel else manifest_path.with_suffix("")
+            results = [
+                publish_mod.publish(
+                    store_, wheel_path, manifest_path, allow_unverified=allow_unverified, replace=replace
+                )
+            ]
+        if json:
+            return render.emit_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
+        for result in results:
+            render.emit(f"{result.outcome}: {result.entry.wheel_file} → {result.store}")
+
+
+@task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))
+def summary(c, recipe=None, dist=None):
+    """Markdown table of the built wheels in dist/ and their kernel-test verdicts (CI job summaries)."""
+    with _guard():
+        s = _settings(recipe=recipe, dist=dist)
+        entries = [
+            manifest_mod.read_manifest_file(m) for _, m in publish_mod.built_wheels(s.dist_dir, s.recipe.package)
+        ]
+        render.emit(render.markdown_wheels(entries))
+
+
+@task(help=_help("recipe", "verbose", dest="folder to export the source into (must not exist)"))
+def source(c, dest, recipe=None, verbose=False):
+    """Export the recipe's pinned source (clone at the pinned ref, commit verified) into DEST."""
+    with _guard(verbose):
+        s = _settings(recipe=recipe)
+        commit = build_mod.export_source(s, Path(dest))
+        render.emit(f"{s.recipe.source.repo} {s.recipe.source.ref} ({commit}) → {dest}")
 
 
 @task(help=_help(
@@ -190,10 +295,27 @@ def publish(c, wheel=None, recipe=None, store=None, hub=None, dist=None, allow_u
     allow_unverified="on a machine without a GPU, publish the built wheel as unverified",
     report="also write the run report (JSON) to this file",
 ))  # fmt: skip
-def auto(c, python=None, recipe=None, store=None, hub=None, arch=None, source=None, dist=None, stack=None, dry_run=False, allow_unverified=False, report=None, json=False, verbose=False):
+def auto(
+    c,
+    python=None,
+    recipe=None,
+    store=None,
+    hub=None,
+    arch=None,
+    source=None,
+    dist=None,
+    stack=None,
+    dry_run=False,
+    allow_unverified=False,
+    report=None,
+    json=False,
+    verbose=False,
+):
     """probe → pin → fetch; on a miss: build → install → test-kernel → publish. One summary table."""
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack)
+        s = _settings(
+            python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack
+        )
         run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified)
         if report:
             write_atomic(Path(report), dumps(run.to_dict()))
@@ -226,5 +348,5 @@ def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
         render.emit_json(result) if json else render.emit(render.table(list(result.items())))
 
 
-ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries)
+ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries, summary, source)
 ns.configure({"run": {"echo": True}})

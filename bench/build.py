@@ -36,7 +36,9 @@ def mem_available_mib() -> int:
 PEAKS: dict[str, int] = {}
 
 
-def timed(args: list[str], env: dict[str, str], cwd: Path, log: Path, kill_after: float | None = None) -> tuple[float, int]:
+def timed(
+    args: list[str], env: dict[str, str], cwd: Path, log: Path, kill_after: float | None = None
+) -> tuple[float, int]:
     """Wall time and exit code; also the peak memory the run took (MemAvailable sampled every 0.5 s)."""
     before = mem_available_mib()
     lowest = [before]
@@ -72,20 +74,36 @@ def compare(args: argparse.Namespace, work: Path) -> dict[str, object]:
     upstream_src = work / "upstream-src"
     shutil.copytree(args.source, upstream_src)
     up_env = {**env, "TORCH_CUDA_ARCH_LIST": args.arch}
-    up_s, up_code = timed([args.python, "-m", "pip", "wheel", ".", "--no-build-isolation", "-w", str(work / "up-dist")],
-                          up_env, upstream_src, work / "upstream.log")
+    up_s, up_code = timed(
+        [args.python, "-m", "pip", "wheel", ".", "--no-build-isolation", "-w", str(work / "up-dist")],
+        up_env,
+        upstream_src,
+        work / "upstream.log",
+    )
     ours_env = {**env, "SAGE_TASKS_CACHE": str(work / "cache")}
-    our_s, our_code = timed(invoke_build(args.python, args.source, args.arch, work / "cache", work / "our-dist"),
-                            ours_env, work, work / "ours.log")
+    our_s, our_code = timed(
+        invoke_build(args.python, args.source, args.arch, work / "cache", work / "our-dist"),
+        ours_env,
+        work,
+        work / "ours.log",
+    )
     up_wheel = next((work / "up-dist").glob("*.whl"), None)
     our_wheel = next((work / "our-dist").glob("*.whl"), None)
     return {
         "arch": args.arch,
         "cpu_count": os.cpu_count(),
-        "upstream": {"seconds": round(up_s, 1), "exit": up_code, "wheel": up_wheel.name if up_wheel else None,
-                     "bytes": up_wheel.stat().st_size if up_wheel else None},
-        "sage_tasks": {"seconds": round(our_s, 1), "exit": our_code, "wheel": our_wheel.name if our_wheel else None,
-                       "bytes": our_wheel.stat().st_size if our_wheel else None},
+        "upstream": {
+            "seconds": round(up_s, 1),
+            "exit": up_code,
+            "wheel": up_wheel.name if up_wheel else None,
+            "bytes": up_wheel.stat().st_size if up_wheel else None,
+        },
+        "sage_tasks": {
+            "seconds": round(our_s, 1),
+            "exit": our_code,
+            "wheel": our_wheel.name if our_wheel else None,
+            "bytes": our_wheel.stat().st_size if our_wheel else None,
+        },
         "ratio_ours_over_upstream": round(our_s / up_s, 3) if up_s else None,
         "peak_memory_mib": dict(PEAKS),
         "mem_available_mib_at_start": mem_available_mib(),
@@ -105,10 +123,18 @@ def resume(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "arch": args.arch,
         "peak_memory_mib": PEAKS,
         "cold": {"seconds": round(cold_s, 1), "exit": cold_code},
-        "rerun_after_finished_build": {"seconds": round(rerun_s, 1), "exit": rerun_code, "fraction_of_cold": round(rerun_s / cold_s, 3)},
+        "rerun_after_finished_build": {
+            "seconds": round(rerun_s, 1),
+            "exit": rerun_code,
+            "fraction_of_cold": round(rerun_s / cold_s, 3),
+        },
         "killed_after": {"seconds": round(killed_s, 1), "exit": killed_code},
-        "resumed": {"seconds": round(resumed_s, 1), "exit": resumed_code, "fraction_of_cold": round(resumed_s / cold_s, 3),
-                    "killed_plus_resumed_over_cold": round((killed_s + resumed_s) / cold_s, 3)},
+        "resumed": {
+            "seconds": round(resumed_s, 1),
+            "exit": resumed_code,
+            "fraction_of_cold": round(resumed_s / cold_s, 3),
+            "killed_plus_resumed_over_cold": round((killed_s + resumed_s) / cold_s, 3),
+        },
     }
 
 
@@ -122,6 +148,7 @@ def main() -> int:
     parser.add_argument("--out")
     parser.add_argument("--work", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args()
+    args.source = str(Path(args.source).resolve())
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sage-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     result = compare(args, work) if args.mode == "compare" else resume(args, work)

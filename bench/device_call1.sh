@@ -15,8 +15,8 @@ W=$(ls /tmp/b120/our-dist/*.whl | head -1)
 python3 -m invoke binaries "$W"
 python3 -m invoke binaries "$W" --json > "$OUT/binaries-elf.json"
 python3 -m invoke binaries "$W" --cuobjdump --json > "$OUT/binaries-cuobjdump.json"
-cmp <(python3 -c "import json,sys; print(json.load(open('$OUT/binaries-elf.json')))") <(python3 -c "import json,sys; print(json.load(open('$OUT/binaries-cuobjdump.json')))") && echo "ELF reader == cuobjdump"
-mkdir -p /tmp/so && cd /tmp/so && python3 -c "import zipfile,sys; z=zipfile.ZipFile('$W'); [z.extract(n) for n in z.namelist() if n.endswith('.so')]" && cd - >/dev/null
+python3 -c "import json; a=json.load(open('$OUT/binaries-elf.json')); b=json.load(open('$OUT/binaries-cuobjdump.json')); print('ELF reader == cuobjdump' if a == b else f'DIFFER: {a} vs {b}')"
+python3 -c "import zipfile; z=zipfile.ZipFile('$W'); [z.extract(n, '/tmp/so') for n in z.namelist() if n.endswith('.so')]"
 for so in /tmp/so/sageattention/*.so; do echo "== $(basename $so)"; cuobjdump --list-elf --list-ptx "$so"; done > "$OUT/cuobjdump-list-sm120.txt" 2>&1
 cp "$W.json" "$OUT/manifest-sm120.json"
 SAGE_STORE=/tmp/st python3 -m invoke publish --wheel "$W" --allow-unverified

@@ -56,9 +56,9 @@ def _abi_from_init(source: str) -> bool | None:
     for node in ast.parse(source).body:
         if isinstance(node, ast.FunctionDef) and node.name == "compiled_with_cxx11_abi":
             for stmt in node.body:
-                if isinstance(stmt, ast.Return) and isinstance(stmt.value, ast.Constant):
-                    if isinstance(stmt.value.value, bool):
-                        return stmt.value.value
+                value = stmt.value if isinstance(stmt, ast.Return) else None
+                if isinstance(value, ast.Constant) and isinstance(value.value, bool):
+                    return value.value
     return None
 
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from . import archs, runner
-from .errors import IntegrityError
+from .errors import ConfigError, IntegrityError
 
 FATBIN_MAGIC = 0xBA55ED50
 KIND_PTX, KIND_CUBIN = 1, 2
@@ -123,6 +123,8 @@ def list_wheel(path: Path, prefer_cuobjdump: bool = False) -> Listing:
                 found[name] = {"sass": sorted(sass), "ptx": sorted(ptx)}
     except zipfile.BadZipFile as e:
         raise IntegrityError(f"{path.name} is not a readable wheel: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read wheel {path}: {e.strerror}", "pass the path of a .whl file") from e
     return found
 
 

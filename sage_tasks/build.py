@@ -29,7 +29,8 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from . import archs, binaries, log as logsetup, manifest, runner, wheelfile
+from . import archs, binaries, manifest, runner, wheelfile
+from . import log as logsetup
 from .errors import BuildError, ConfigError, EnvironmentProblem, IntegrityError, MachineError
 from .manifest import Verification, WheelManifest
 from .probe import Machine, Program
@@ -181,7 +182,9 @@ def _source(settings: Settings) -> tuple[str, str]:
             return "dir", str(path.absolute())
         if path.is_file() and tarfile.is_tarfile(path):
             return "tarball", str(path.absolute())
-        raise ConfigError(f"--source {settings.source} is neither a directory nor a tarball", "pass a source checkout or .tar.gz")
+        raise ConfigError(
+            f"--source {settings.source} is neither a directory nor a tarball", "pass a source checkout or .tar.gz"
+        )
     if not settings.recipe.source.repo or not settings.recipe.source.ref:
         raise ConfigError(f"recipe {settings.recipe.name} names no source repository", "pass --source PATH")
     return "git", settings.recipe.source.repo
@@ -243,7 +246,9 @@ def plan_build(
         _check_toolchain(recipe, wanted, machine)
         nvcc = machine.nvcc
     kind, location = _source(settings)
-    key_text = recipe.source.commit if kind == "git" and recipe.source.commit else f"{kind}:{location}:{recipe.source.ref}"
+    key_text = (
+        recipe.source.commit if kind == "git" and recipe.source.commit else f"{kind}:{location}:{recipe.source.ref}"
+    )
     key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
     work_dir = settings.cache_dir / "build" / f"{recipe.name}-{key}"
     stamp = (started or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")
@@ -305,7 +310,9 @@ def _locked(work_dir: Path):
 
 
 def _git(args: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:
-    done = runner.run(["git", *args], cwd=cwd, env=env, error=BuildError, hint="check the repository URL and your network")
+    done = runner.run(
+        ["git", *args], cwd=cwd, env=env, error=BuildError, hint="check the repository URL and your network"
+    )
     return done.stdout.strip()
 
 
@@ -316,28 +323,43 @@ def _head(path: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+def clone_verified(repo: str, ref: str, commit: str | None, dest: Path, env: Mapping[str, str]) -> str:
+    """Clone ``ref`` of ``repo`` into ``dest``; the commit it resolves to must be ``commit``."""
+    quiet = {**env, "GIT_TERMINAL_PROMPT": "0"}
+    _git(["-c", "advice.detachedHead=false", "clone", "--depth", "1", "--branch", ref, repo, str(dest)], env=quiet)
+    got = _head(dest) or ""
+    if commit and got != commit:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise IntegrityError(
+            f"{ref} of {repo} is now commit {got}, but the recipe pins {commit}: the ref moved",
+            "check upstream; if the new commit is wanted, update the recipe's commit",
+        )
+    return got
+
+
 def checkout(plan: BuildPlan, env: Mapping[str, str]) -> str:
-    """A clone of the pinned ref in ``src_dir``; the commit it resolves to must be the pinned one."""
+    """A verified clone of the pinned ref in ``src_dir`` (reused when already at the commit)."""
     current = _head(plan.src_dir)
     if current and plan.commit and current == plan.commit:
         log.info("reusing checkout %s at %s", plan.src_dir, current[:12])
         return current
     fresh = plan.work_dir / "src.new"
     shutil.rmtree(fresh, ignore_errors=True)
-    quiet = {**env, "GIT_TERMINAL_PROMPT": "0"}
-    _git(["-c", "advice.detachedHead=false", "clone", "--depth", "1", "--branch", plan.ref or "HEAD", plan.source, str(fresh)], env=quiet)
-    got = _head(fresh)
-    if plan.commit and got != plan.commit:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise IntegrityError(
-            f"{plan.ref} of {plan.source} is now commit {got}, but the recipe pins {plan.commit}: the ref moved",
-            "check upstream; if the new commit is wanted, update the recipe's commit",
-        )
+    got = clone_verified(plan.source, plan.ref or "HEAD", plan.commit, fresh, env)
     if plan.src_dir.exists():
-        # keep the build outputs of an earlier checkout of other sources out of this one
-        shutil.rmtree(plan.src_dir)
+        shutil.rmtree(plan.src_dir)  # build outputs of other sources must not leak into this one
     fresh.rename(plan.src_dir)
-    return got or ""
+    return got
+
+
+def export_source(settings: Settings, dest: Path) -> str:
+    """Clone the recipe's pinned ref into ``dest`` and verify its commit; returns the commit."""
+    recipe = settings.recipe
+    if dest.exists():
+        raise ConfigError(f"{dest} already exists", "choose a new folder")
+    if not recipe.source.repo or not recipe.source.ref:
+        raise ConfigError(f"recipe {recipe.name} names no source repository")
+    return clone_verified(recipe.source.repo, recipe.source.ref, recipe.source.commit, dest, settings.env)
 
 
 def _skipped(relative: Path) -> bool:
@@ -351,7 +373,7 @@ def sync_tree(src: Path, dest: Path) -> int:
     wanted: set[Path] = set()
     for path in sorted(src.rglob("*")):
         relative = path.relative_to(src)
-        if _skipped(relative) or path.is_dir() or path.is_symlink() and not path.exists():
+        if _skipped(relative) or path.is_dir() or (path.is_symlink() and not path.exists()):
             continue
         wanted.add(relative)
         target = dest / relative
@@ -396,8 +418,18 @@ def prepare_source(plan: BuildPlan, env: Mapping[str, str]) -> dict[str, Any]:
     log.info("source %s: %d file(s) changed since the last build", plan.source, copied)
     commit = _head(Path(plan.source)) if plan.source_kind == "dir" else None
     if commit and recipe.source.commit and commit != recipe.source.commit:
-        log.warning("source %s is at commit %s, the recipe pins %s (recorded as built)", plan.source, commit[:12], recipe.source.commit[:12])
-    return {"repo": recipe.source.repo, "ref": recipe.source.ref if commit == recipe.source.commit else None, "commit": commit, "path": plan.source}
+        log.warning(
+            "source %s is at commit %s, the recipe pins %s (recorded as built)",
+            plan.source,
+            commit[:12],
+            recipe.source.commit[:12],
+        )
+    return {
+        "repo": recipe.source.repo,
+        "ref": recipe.source.ref if commit == recipe.source.commit else None,
+        "commit": commit,
+        "path": plan.source,
+    }
 
 
 # ---------------------------------------------------------------- execution
@@ -427,7 +459,9 @@ class _Progress:
             log.info("  building %s", self.last)
 
     def heartbeat(self, seconds: float, _line: str) -> None:
-        log.info("  … still building (%dm%02ds)%s", seconds // 60, seconds % 60, f", last: {self.last}" if self.last else "")
+        log.info(
+            "  … still building (%dm%02ds)%s", seconds // 60, seconds % 60, f", last: {self.last}" if self.last else ""
+        )
 
 
 def _built_wheel(out_dir: Path, package: str) -> Path:
@@ -539,6 +573,7 @@ def latest_built(dist_dir: Path, package: str) -> Path:
         if entry.package == package and (dist_dir / entry.wheel_file).is_file():
             manifests.append((entry.created_at, path))
     if not manifests:
-        raise ConfigError(f"no built {package} wheel with a manifest in {dist_dir}", "run `invoke build` first, or pass the wheel")
+        raise ConfigError(
+            f"no built {package} wheel with a manifest in {dist_dir}", "run `invoke build` first, or pass the wheel"
+        )
     return max(manifests)[1]
-

@@ -89,7 +89,11 @@ def fetch(
             last_error = type(e).__name__
         if attempt < attempts:
             delay = min(backoff * 2 ** (attempt - 1), 30.0)
-            log.info("download of %s: %s; retrying in %.0f s (%d/%d)", file_name(url), last_error, delay, attempt, attempts)
+            log.info(
+                "download of %s: %s; retrying in %.0f s (%d/%d)", file_name(url), last_error, delay, attempt, attempts
+            )
             time.sleep(delay)
     part.unlink(missing_ok=True)
-    raise StoreError(f"download of {url} failed after {attempts} attempts: {last_error}", "check the network and try again")
+    raise StoreError(
+        f"download of {url} failed after {attempts} attempts: {last_error}", "check the network and try again"
+    )

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import binaries, download, log as logsetup, manifest, probe, runner, wheelfile
+from . import binaries, download, manifest, probe, runner, wheelfile
+from . import log as logsetup
 from .errors import EnvironmentProblem, IntegrityError, NoMatchError
 from .manifest import Index, WheelManifest
 from .probe import Machine
@@ -98,7 +99,9 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
     """The wheel's own metadata and binaries must say what its manifest says."""
     info = wheelfile.inspect(path)
     if info.version != entry.version or info.name.replace("_", "-") != entry.package.replace("_", "-"):
-        raise IntegrityError(f"{path.name} is {info.name} {info.version} inside, its manifest says {entry.package} {entry.version}")
+        raise IntegrityError(
+            f"{path.name} is {info.name} {info.version} inside, its manifest says {entry.package} {entry.version}"
+        )
     if not want.needs_archs:
         return
     listing = binaries.list_wheel(path)
@@ -118,7 +121,17 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
 def install(python: str, wheel: Path, env: dict[str, str] | Any, expected_version: str, package: str) -> str:
     """pip install --no-deps into the target, then read the installed version back."""
     runner.run(
-        [python, "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall", "--disable-pip-version-check", str(wheel)],
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--force-reinstall",
+            "--disable-pip-version-check",
+            str(wheel),
+        ],
         env=env,
         error=EnvironmentProblem,
         hint=f"pip could not install {wheel.name} into {python}; the previous installation (if any) was kept",
@@ -167,7 +180,9 @@ def fetch_from_store(
         installed = install(machine.target.python, wheel, settings.env, entry.version, settings.recipe.package)
         log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
     logsetup.end_step(log)
-    return FetchResult("installed" if install_wheel else "downloaded", store.description, selection, entry, wheel, installed, want)
+    return FetchResult(
+        "installed" if install_wheel else "downloaded", store.description, selection, entry, wheel, installed, want
+    )
 
 
 def fetch_from_url(

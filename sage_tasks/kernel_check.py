@@ -49,11 +49,23 @@ def metrics(out, ref):
     r = ref.detach().to(torch.float64).flatten()
     finite = bool(torch.isfinite(o).all())
     if not finite:
-        return {"finite": False, "cos": float("nan"), "rel_l1": float("nan"), "max_abs": float("nan"), "ref_max": float(r.abs().max())}
+        return {
+            "finite": False,
+            "cos": float("nan"),
+            "rel_l1": float("nan"),
+            "max_abs": float("nan"),
+            "ref_max": float(r.abs().max()),
+        }
     denom = (o.norm() * r.norm()).item()
     cos = (o @ r).item() / denom if denom > 0 else 0.0
     rel_l1 = ((o - r).abs().sum() / r.abs().sum().clamp_min(1e-30)).item()
-    return {"finite": True, "cos": cos, "rel_l1": rel_l1, "max_abs": (o - r).abs().max().item(), "ref_max": r.abs().max().item()}
+    return {
+        "finite": True,
+        "cos": cos,
+        "rel_l1": rel_l1,
+        "max_abs": (o - r).abs().max().item(),
+        "ref_max": r.abs().max().item(),
+    }
 
 
 def passes(m):
@@ -67,7 +79,6 @@ def passes(m):
 
 def reference(q, k, v, layout, causal):
     """fp32 SDPA in HND layout, key/value heads repeated for grouped-query attention."""
-    import torch
     import torch.nn.functional as F
 
     if layout == "NHD":
@@ -99,33 +110,43 @@ def kernel_paths(sa, cc):
     sm = major * 10 + minor
     paths = [("sageattn (auto)", lambda q, k, v, lay, c: sa.sageattn(q, k, v, tensor_layout=lay, is_causal=c), None)]
     triton_skip = "upstream: the Triton kernel is not usable on sm120" if major >= 12 else None
-    paths.append((
-        "triton qk_int8_pv_fp16",
-        lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp16_triton(q, k, v, tensor_layout=lay, is_causal=c),
-        triton_skip,
-    ))
+    paths.append(
+        (
+            "triton qk_int8_pv_fp16",
+            lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp16_triton(q, k, v, tensor_layout=lay, is_causal=c),
+            triton_skip,
+        )
+    )
     for accum in ("fp32", "fp16+fp32"):
-        paths.append((
-            f"cuda qk_int8_pv_fp16 accum={accum}",
-            lambda q, k, v, lay, c, a=accum: sa.sageattn_qk_int8_pv_fp16_cuda(q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a),
-            None if getattr(core, "SM80_ENABLED", False) else "module _qattn_sm80 missing",
-        ))
+        paths.append(
+            (
+                f"cuda qk_int8_pv_fp16 accum={accum}",
+                lambda q, k, v, lay, c, a=accum: sa.sageattn_qk_int8_pv_fp16_cuda(
+                    q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a
+                ),
+                None if getattr(core, "SM80_ENABLED", False) else "module _qattn_sm80 missing",
+            )
+        )
     if sm >= 89:
         for accum in ("fp32+fp16", "fp32+fp32"):
             gran = "per_warp" if major >= 12 else "per_thread"
-            paths.append((
-                f"cuda qk_int8_pv_fp8 accum={accum} {gran}",
-                lambda q, k, v, lay, c, a=accum, g=gran: sa.sageattn_qk_int8_pv_fp8_cuda(
-                    q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a, qk_quant_gran=g
-                ),
-                None if getattr(core, "SM89_ENABLED", False) else "module _qattn_sm89 missing",
-            ))
+            paths.append(
+                (
+                    f"cuda qk_int8_pv_fp8 accum={accum} {gran}",
+                    lambda q, k, v, lay, c, a=accum, g=gran: sa.sageattn_qk_int8_pv_fp8_cuda(
+                        q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a, qk_quant_gran=g
+                    ),
+                    None if getattr(core, "SM89_ENABLED", False) else "module _qattn_sm89 missing",
+                )
+            )
     if sm == 90:
-        paths.append((
-            "cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32",
-            lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, tensor_layout=lay, is_causal=c),
-            None if getattr(core, "SM90_ENABLED", False) else "module _qattn_sm90 missing",
-        ))
+        paths.append(
+            (
+                "cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32",
+                lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, tensor_layout=lay, is_causal=c),
+                None if getattr(core, "SM90_ENABLED", False) else "module _qattn_sm90 missing",
+            )
+        )
     return paths
 
 
@@ -157,7 +178,9 @@ def garbage_controls(gen, ref, q, k, v, layout, causal):
 
     head_dim = 1 if layout == "HND" else 2
     seq_dim = 2 if layout == "HND" else 1
-    perm = torch.randperm(k.shape[seq_dim], generator=torch.Generator().manual_seed(int(gen.initial_seed()) & 0xFFFF)).to(k.device)
+    perm = torch.randperm(
+        k.shape[seq_dim], generator=torch.Generator().manual_seed(int(gen.initial_seed()) & 0xFFFF)
+    ).to(k.device)
     shuffled = reference(q, k.index_select(seq_dim, perm), v, layout, causal)
     noise = torch.randn(ref.shape, generator=gen, device=ref.device) * ref.float().std()
     return {
@@ -181,8 +204,15 @@ def accuracy(sa, cc, quick, seed):
         ref = reference(q, k, v, layout, causal)
         for name, fn, skipped in paths:
             case = {
-                "path": name, "dtype": str(dtype).replace("torch.", ""), "head_dim": dim, "seq_len": seq,
-                "layout": layout, "causal": causal, "heads": heads, "kv_heads": kv_heads, "batch": 2,
+                "path": name,
+                "dtype": str(dtype).replace("torch.", ""),
+                "head_dim": dim,
+                "seq_len": seq,
+                "layout": layout,
+                "causal": causal,
+                "heads": heads,
+                "kv_heads": kv_heads,
+                "batch": 2,
             }
             if skipped:
                 checks.append({**case, "ok": None, "skipped": skipped})
@@ -197,7 +227,9 @@ def accuracy(sa, cc, quick, seed):
         if case_no == 0:
             for label, bad in garbage_controls(gen, ref, q, k, v, layout, causal).items():
                 m = metrics(bad, ref)
-                controls.append({"control": label, **{k_: _round(v_) for k_, v_ in m.items()}, "rejected": not passes(m)})
+                controls.append(
+                    {"control": label, **{k_: _round(v_) for k_, v_ in m.items()}, "rejected": not passes(m)}
+                )
     return checks, controls
 
 
@@ -229,9 +261,32 @@ SPEED_SHAPES = [
 ]
 
 
+def compare_speed(sa, q, k, v, causal, iters, rounds=2):
+    """Median ms of sageattn and SDPA on the same inputs, interleaved so drift hits both alike."""
+    import torch.nn.functional as F
+
+    def sage():
+        return sa.sageattn(q, k, v, tensor_layout="HND", is_causal=causal)
+
+    def sdpa():
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    samples = {"sage": [], "sdpa": []}
+    medians = {"sage": [], "sdpa": []}
+    for _ in range(rounds):
+        for name, fn in (("sage", sage), ("sdpa", sdpa)):
+            median, times = timed_ms(fn, 3, iters)
+            samples[name] += times
+            medians[name].append(median)
+    return (
+        statistics.median(samples["sage"]),
+        statistics.median(samples["sdpa"]),
+        {name: [round(m, 4) for m in values] for name, values in medians.items()},
+    )
+
+
 def speed(sa, quick, seed):
     import torch
-    import torch.nn.functional as F
 
     rows = []
     gen = torch.Generator(device="cuda").manual_seed(seed + 1)
@@ -241,15 +296,20 @@ def speed(sa, quick, seed):
             q, k, v = make_inputs(gen, batch, heads, heads, seq, dim, dtype, "HND")
             flops = 4 * batch * heads * seq * seq * dim * (0.5 if causal else 1.0)
             iters = 5 if quick else (10 if seq > 16384 else 30)
-            sage_ms, _ = timed_ms(lambda: sa.sageattn(q, k, v, tensor_layout="HND", is_causal=causal), 3, iters)
-            sdpa_ms, _ = timed_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal), 3, iters)
-            rows.append({
-                "shape": label, "dtype": str(dtype).replace("torch.", ""), "iters": iters,
-                "sage_ms": round(sage_ms, 4), "sdpa_ms": round(sdpa_ms, 4),
-                "sage_tops": round(flops / sage_ms / 1e9, 1), "sdpa_tops": round(flops / sdpa_ms / 1e9, 1),
-                "speedup": round(sdpa_ms / sage_ms, 3),
-            })
-            del q, k, v
+            sage_ms, sdpa_ms, per_round = compare_speed(sa, q, k, v, causal, iters)
+            rows.append(
+                {
+                    "shape": label,
+                    "dtype": str(dtype).replace("torch.", ""),
+                    "iters": iters,
+                    "sage_ms": round(sage_ms, 4),
+                    "sdpa_ms": round(sdpa_ms, 4),
+                    "round_medians_ms": per_round,
+                    "sage_tops": round(flops / sage_ms / 1e9, 1),
+                    "sdpa_tops": round(flops / sdpa_ms / 1e9, 1),
+                    "speedup": round(sdpa_ms / sage_ms, 3),
+                }
+            )
             torch.cuda.empty_cache()
     return rows
 
@@ -273,7 +333,9 @@ def print_table(report):
             print(f"{c['path']:44} skipped: {c['skipped']}")
             break
     for c in report["controls"]:
-        print(f"control {c['control']:36} cos {c['cos']:.4f} relL1 {c['rel_l1']:.4f} -> {'rejected' if c['rejected'] else 'PASSED THE GATE'}")
+        print(
+            f"control {c['control']:36} cos {c['cos']:.4f} relL1 {c['rel_l1']:.4f} -> {'rejected' if c['rejected'] else 'PASSED THE GATE'}"
+        )
     for s in report["speed"]:
         print(
             f"speed {s['shape']:34} {s['dtype']:9} sage {s['sage_ms']:8.3f} ms {s['sage_tops']:7.1f} TOPS | "
@@ -285,9 +347,18 @@ def print_table(report):
 def run(quick):
     started = time.perf_counter()
     report = {
-        "status": "failed", "summary": "", "mode": "quick" if quick else "full",
-        "thresholds": {"min_cosine": MIN_COSINE, "max_rel_l1": MAX_REL_L1, "max_abs_fraction_of_ref_max": MAX_ABS_FRACTION},
-        "python": platform.python_version(), "checks": [], "controls": [], "speed": [],
+        "status": "failed",
+        "summary": "",
+        "mode": "quick" if quick else "full",
+        "thresholds": {
+            "min_cosine": MIN_COSINE,
+            "max_rel_l1": MAX_REL_L1,
+            "max_abs_fraction_of_ref_max": MAX_ABS_FRACTION,
+        },
+        "python": platform.python_version(),
+        "checks": [],
+        "controls": [],
+        "speed": [],
     }
     try:
         import torch
@@ -297,8 +368,9 @@ def run(quick):
     report["torch"] = torch.__version__
     report["torch_cuda"] = torch.version.cuda
     try:
-        import sageattention as sa
         from importlib import metadata
+
+        import sageattention as sa
 
         report["sageattention"] = metadata.version("sageattention")
         from sageattention import core
@@ -330,7 +402,10 @@ def run(quick):
     report["seconds"] = round(time.perf_counter() - started, 2)
     if failed:
         worst = failed[0]
-        detail = worst.get("error") or f"cos {worst.get('cos')}, rel L1 {worst.get('rel_l1')}, max abs {worst.get('max_abs')}"
+        detail = (
+            worst.get("error")
+            or f"cos {worst.get('cos')}, rel L1 {worst.get('rel_l1')}, max abs {worst.get('max_abs')}"
+        )
         report["summary"] = (
             f"{len(failed)}/{len(ran)} cases failed; first: {worst['path']} {worst['dtype']} d{worst['head_dim']} "
             f"S{worst['seq_len']} {worst['layout']} causal={worst['causal']} H{worst['heads']}/{worst['kv_heads']}: {detail} (seed {seed})"

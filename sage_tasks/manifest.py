@@ -216,7 +216,9 @@ class Index:
 def index_from_dict(data: Any, where: str = "index.json") -> Index:
     problems = minischema.errors(data, {"$ref": "#/$defs/index"}, schema())
     if problems:
-        raise StoreError(f"malformed {where}: {problems[0]}", "restore the index from a backup or republish into an empty store")
+        raise StoreError(
+            f"malformed {where}: {problems[0]}", "restore the index from a backup or republish into an empty store"
+        )
     wheels = []
     for i, item in enumerate(data["wheels"]):
         try:
@@ -232,18 +234,14 @@ def index_from_dict(data: Any, where: str = "index.json") -> Index:
 def changed_manifests(old: Index, new: Index) -> dict[str, bytes]:
     """``manifests/<wheel>.json`` files for entries that are new or differ (derived from the index)."""
     before = {w.wheel_file: w.to_dict() for w in old.wheels}
-    return {
-        w.manifest_path: dumps(w.to_dict()).encode()
-        for w in new.wheels
-        if before.get(w.wheel_file) != w.to_dict()
-    }
+    return {w.manifest_path: dumps(w.to_dict()).encode() for w in new.wheels if before.get(w.wheel_file) != w.to_dict()}
 
 
 def parse_json(text: str | bytes, where: str, error: type[Exception] = StoreError) -> Any:
     try:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise error(f"{where} is not valid JSON: {e}", "restore the file or republish")  # type: ignore[call-arg]
+        raise error(f"{where} is not valid JSON: {e}", "restore the file or republish") from e  # type: ignore[call-arg]
 
 
 # ---------------------------------------------------------------- the bash installer's latest.json

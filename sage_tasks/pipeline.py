@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import build, fetch, log as logsetup, probe, selection, stack, verify
+from . import build, fetch, probe, selection, stack, verify
+from . import log as logsetup
 from .errors import ConfigError, NoMatchError, SageTasksError, UnverifiedError
 from .manifest import Index, WheelManifest
 from .probe import Machine
@@ -180,10 +181,14 @@ def _auto(settings: Settings, report: RunReport, *, dry_run: bool, allow_unverif
         if not dry_run:
             _check(settings, found, report, quick=True, fatal_unverified=False)
         return
-    _build_path(settings, found, store, report, pinned.stack.index_url, dry_run=dry_run, allow_unverified=allow_unverified)
+    _build_path(
+        settings, found, store, report, pinned.stack.index_url, dry_run=dry_run, allow_unverified=allow_unverified
+    )
 
 
-def _check(settings: Settings, found: Machine, report: RunReport, *, quick: bool, fatal_unverified: bool) -> verify.CheckResult:
+def _check(
+    settings: Settings, found: Machine, report: RunReport, *, quick: bool, fatal_unverified: bool
+) -> verify.CheckResult:
     with report.stage("test-kernel" + (" --quick" if quick else "")) as rec:
         checked = verify.run_check(settings, found, quick=quick)
         report.result["test_kernel"] = checked.to_dict()
@@ -209,7 +214,9 @@ def _build_path(
             plan = build.plan_build(settings, found, index_url=index_url)
             report.result["build_plan"] = plan.to_dict()
             rec.outcome = "would build"
-            rec.detail = f"{settings.recipe.name} for {', '.join(plan.archs) or 'the host'}, MAX_JOBS={plan.parallel.max_jobs}"
+            rec.detail = (
+                f"{settings.recipe.name} for {', '.join(plan.archs) or 'the host'}, MAX_JOBS={plan.parallel.max_jobs}"
+            )
             for later in ("install", "test-kernel", "publish"):
                 report.stages.append(StageRecord(later, "would run"))
             return
@@ -217,7 +224,9 @@ def _build_path(
         report.result["build"] = built.to_dict()
         rec.detail = f"{built.wheel.name}"
     with report.stage("install") as rec:
-        rec.detail = fetch.install(found.target.python, built.wheel, settings.env, built.entry.version, settings.recipe.package)
+        rec.detail = fetch.install(
+            found.target.python, built.wheel, settings.env, built.entry.version, settings.recipe.package
+        )
     checked = _check(settings, found, report, quick=False, fatal_unverified=not allow_unverified)
     with report.stage("publish") as rec:
         if checked.status == "unverified" and not allow_unverified:

@@ -93,6 +93,34 @@ def publish(
         merged, outcome["value"] = merge(index, entry, replace)
         return merged
 
-    result = store.commit({entry.wheel_path: wheel}, update, f"publish {entry.wheel_file} ({entry.verification.status})")
-    log.info("%s %s to %s (%d wheel(s) in the index)", outcome["value"], entry.wheel_file, store.description, len(result.index.wheels))
+    result = store.commit(
+        {entry.wheel_path: wheel}, update, f"publish {entry.wheel_file} ({entry.verification.status})"
+    )
+    log.info(
+        "%s %s to %s (%d wheel(s) in the index)",
+        outcome["value"],
+        entry.wheel_file,
+        store.description,
+        len(result.index.wheels),
+    )
     return PublishResult(entry, store.description, outcome["value"], len(result.index.wheels), result.attempts)
+
+
+def built_wheels(dist_dir: Path, package: str) -> list[tuple[Path, Path]]:
+    """(wheel, manifest) pairs for ``package`` in ``dist_dir``, oldest first."""
+    found = []
+    for manifest_path in sorted(dist_dir.glob("*.whl.json")):
+        entry = manifest.read_manifest_file(manifest_path)
+        wheel = dist_dir / entry.wheel_file
+        if entry.package == package and wheel.is_file():
+            found.append((entry.created_at, wheel, manifest_path))
+    return [(w, m) for _, w, m in sorted(found)]
+
+
+def publish_all(
+    store: Store, dist_dir: Path, package: str, *, allow_unverified: bool = False, replace: bool = False
+) -> list[PublishResult]:
+    pairs = built_wheels(dist_dir, package)
+    if not pairs:
+        raise NoMatchError(f"no built {package} wheel with a manifest in {dist_dir}", "run `invoke build` first")
+    return [publish(store, w, m, allow_unverified=allow_unverified, replace=replace) for w, m in pairs]

@@ -83,7 +83,9 @@ def _resolve(name_or_path: str, manifests_dir: Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or "/" in name_or_path:
         if not candidate.is_file():
-            raise ConfigError(f"recipe file {name_or_path} does not exist", "pass a recipe name or an existing .toml path")
+            raise ConfigError(
+                f"recipe file {name_or_path} does not exist", "pass a recipe name or an existing .toml path"
+            )
         return candidate
     path = recipes_dir(manifests_dir) / f"{name_or_path}.toml"
     if not path.is_file():
@@ -109,7 +111,10 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     if bool(check.get("builtin")) == bool(check.get("module")):
         raise ConfigError(f"[check] in {where} needs exactly one of 'builtin' or 'module'")
     if check.get("builtin") and check["builtin"] not in BUILTIN_CHECKS:
-        raise ConfigError(f"unknown builtin check '{check['builtin']}' in {where}", tomlfile.did_you_mean(check["builtin"], BUILTIN_CHECKS))
+        raise ConfigError(
+            f"unknown builtin check '{check['builtin']}' in {where}",
+            tomlfile.did_you_mean(check["builtin"], BUILTIN_CHECKS),
+        )
     supported = tuple(archs.normalize_arch(a) for a in build.get("supported_archs", []))
     return Recipe(
         name=tomlfile.require(data, "name", str, where),
@@ -117,7 +122,9 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         version=tomlfile.require(data, "version", str, where),
         description=data.get("description", ""),
         source=Source(repo=source.get("repo"), ref=source.get("ref"), commit=commit),
-        check=Check(builtin=check.get("builtin"), module=check.get("module"), needs_gpu=bool(check.get("needs_gpu", True))),
+        check=Check(
+            builtin=check.get("builtin"), module=check.get("module"), needs_gpu=bool(check.get("needs_gpu", True))
+        ),
         path=path,
         cuda=bool(build.get("cuda", True)),
         needs_torch=bool(build.get("needs_torch", True)),

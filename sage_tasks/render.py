@@ -43,7 +43,10 @@ def probe_table(m: Machine) -> str:
         ("cpu / memory", f"{m.cpu_count} cores, {_gib(m.mem_total_mib)} total, {_gib(m.mem_available_mib)} available"),
         ("python", f"{t.version} {t.implementation} ({t.python})"),
         ("wheel tags", ", ".join(t.tags[:3]) + (f" … ({len(t.tags)} in all)" if len(t.tags) > 3 else "")),
-        ("torch", f"{torch} (CUDA {t.torch_cuda or 'none'}, C++11 ABI {_abi(t.torch_cxx11_abi)})" if torch else "absent"),
+        (
+            "torch",
+            f"{torch} (CUDA {t.torch_cuda or 'none'}, C++11 ABI {_abi(t.torch_cxx11_abi)})" if torch else "absent",
+        ),
     ]
     rows += [(name, t.version_of(name) or "absent") for name in ("torchvision", "torchaudio", "triton")]
     if t.torch_imported:
@@ -67,3 +70,18 @@ def run_summary(report: RunReport) -> str:
     total = sum(s.seconds for s in report.stages)
     verdict = "dry run, nothing changed" if report.dry_run else ("ok" if report.error is None else "FAILED")
     return f"{text}\n{'total':<{len('stage')}}  {verdict}, {total:.1f} s"
+
+
+def markdown_wheels(entries: Sequence[Any]) -> str:
+    """A Markdown table of wheel manifests (for a CI job summary)."""
+    lines = [
+        "| wheel | torch | CUDA | archs | verification | speedup vs SDPA |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in entries:
+        speed = ", ".join(f"{s.get('speedup')}x" for s in e.verification.speed if isinstance(s, dict)) or "-"
+        lines.append(
+            f"| `{e.wheel_file}` | {e.torch_version} | {e.torch_cuda or '-'} | {' '.join(e.cuda_archs) or '-'} "
+            f"| {e.verification.status} ({e.verification.gpu or 'no GPU'}) | {speed} |"
+        )
+    return "\n".join(lines)

@@ -56,7 +56,11 @@ _GENERIC = re.compile(
 def telling_line(tail: str) -> str | None:
     """The line of a failed command's output most likely to say what went wrong."""
     lines = [line.strip() for line in tail.splitlines() if line.strip()]
-    errors = [line for line in lines if re.search(r"error|fatal|not found|denied", line, re.IGNORECASE) and not _GENERIC.search(line)]
+    errors = [
+        line
+        for line in lines
+        if re.search(r"error|fatal|not found|denied", line, re.IGNORECASE) and not _GENERIC.search(line)
+    ]
     if errors:
         return errors[0]
     return lines[-1] if lines else None

@@ -82,7 +82,9 @@ def load_lock(name_or_path: str, manifests_dir: Path) -> Stack:
     if not (path.suffix == ".toml" and path.is_file()):
         path = locks_dir(manifests_dir) / f"{name_or_path}.toml"
         if not path.is_file():
-            raise ConfigError(f"unknown stack lock '{name_or_path}'", tomlfile.did_you_mean(name_or_path, known_locks(manifests_dir)))
+            raise ConfigError(
+                f"unknown stack lock '{name_or_path}'", tomlfile.did_you_mean(name_or_path, known_locks(manifests_dir))
+            )
     data = tomlfile.load(path)
     tomlfile.check_keys(data, _LOCK_KEYS, str(path))
     packages = tomlfile.require(data, "packages", dict, str(path))

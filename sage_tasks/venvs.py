@@ -13,7 +13,9 @@ from pathlib import Path
 from . import runner
 from .errors import EnvironmentProblem
 
-_SITE_DIRS = "import json, site, sysconfig; print(json.dumps([*site.getsitepackages(), sysconfig.get_paths()['purelib']]))"
+_SITE_DIRS = (
+    "import json, site, sysconfig; print(json.dumps([*site.getsitepackages(), sysconfig.get_paths()['purelib']]))"
+)
 
 
 def python_in(venv: Path) -> Path:
@@ -32,7 +34,9 @@ def link_site(target: str, reuse_from: str) -> Path:
 
 def create(path: Path, python: str, *, reuse_from: str | None = None) -> Path:
     """Create ``path`` as a venv of ``python``; returns its interpreter."""
-    runner.run([python, "-m", "venv", str(path)], error=EnvironmentProblem, hint=f"check that {python} has the venv module")
+    runner.run(
+        [python, "-m", "venv", str(path)], error=EnvironmentProblem, hint=f"check that {python} has the venv module"
+    )
     target = python_in(path)
     if reuse_from:
         link_site(str(target), reuse_from)

@@ -18,7 +18,8 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from . import log as logsetup, manifest, probe, runner
+from . import log as logsetup
+from . import manifest, probe, runner
 from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
 from .manifest import Verification
 from .probe import Machine
@@ -123,7 +124,9 @@ def run_check(
     report_path.unlink(missing_ok=True)
     watch = logsetup.Stopwatch()
     logsetup.step(log, f"test-kernel {'--quick ' if quick else ''}{recipe.package} {installed} in {python}")
-    command = [*recipe.check.command(python, settings.cache_dir), "--report", str(report_path)] + (["--quick"] if quick else [])
+    command = [*recipe.check.command(python, settings.cache_dir), "--report", str(report_path)] + (
+        ["--quick"] if quick else []
+    )
     done = runner.run(command, env=settings.env, check=False, timeout=CHECK_TIMEOUT_S)
     for line in done.stdout.splitlines():
         log.info("  %s", line)
@@ -150,6 +153,8 @@ def run_check(
         manifest.write_manifest_file(manifest_path, entry.replace(verification=verification))
         log.info("recorded %s in %s", status, manifest_path)
     elif record:
-        log.info("no manifest for %s %s in %s: the result is only reported", recipe.package, installed, settings.dist_dir)
+        log.info(
+            "no manifest for %s %s in %s: the result is only reported", recipe.package, installed, settings.dist_dir
+        )
     logsetup.end_step(log)
     return CheckResult(status, verification, report, report_path, manifest_path, installed, watch.seconds)

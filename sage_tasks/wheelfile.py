@@ -110,7 +110,7 @@ def relabel(src: Path, dest_dir: Path, label: str) -> Path:
                     continue
                 data = zin.read(item)
                 if name.startswith(f"{old_info}/"):
-                    name = new_info + name[len(old_info):]
+                    name = new_info + name[len(old_info) :]
                 if name == f"{new_info}/METADATA":
                     data = re.sub(rb"(?m)^Version: .*$", f"Version: {new_version}".encode(), data, count=1)
                 copy = zipfile.ZipInfo(name, date_time=item.date_time)

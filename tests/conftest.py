@@ -64,10 +64,16 @@ class Tasks:
 
     cwd: Path
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), *args],
-            cwd=self.cwd, env=env or dict(os.environ), capture_output=True, text=True, timeout=timeout,
+            cwd=self.cwd,
+            env=env or dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
 
@@ -95,7 +101,9 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> s
     root = tmp_path_factory.mktemp("index")
     built = root / "built"
     wheels = support.standin_torch_stack(built)
-    wheels += support.standin_torch_stack(built / "cpu", torch="2.8.0+cpu", vision="0.23.0+cpu", audio="2.8.0+cpu", cuda=None)[:1]
+    wheels += support.standin_torch_stack(
+        built / "cpu", torch="2.8.0+cpu", vision="0.23.0+cpu", audio="2.8.0+cpu", cuda=None
+    )[:1]
     wheels.append(support.make_wheel(built / "old", "torchaudio", "2.7.0+cu128", {"torchaudio/__init__.py": ""}))
     wheels += sorted(wheelhouse.glob("*.whl"))
     return support.build_simple_index(root / "whl" / "cu128", wheels)

@@ -347,9 +347,7 @@ class HubServer:
         with self._lock:
             self._log.append((method, path, headers))
 
-    def repo_files(
-        self, repo_id: str, repo_type: str = "dataset", revision: str = "main"
-    ) -> dict[str, bytes]:
+    def repo_files(self, repo_id: str, repo_type: str = "dataset", revision: str = "main") -> dict[str, bytes]:
         with self._lock:
             repo = self._repos.get((repo_type, repo_id))
             if repo is None:
@@ -359,9 +357,7 @@ class HubServer:
                 raise KeyError(f"no revision {revision!r} in {repo_type} repo {repo_id!r}")
             return dict(commit.files)
 
-    def head_commit(
-        self, repo_id: str, repo_type: str = "dataset", revision: str = "main"
-    ) -> str | None:
+    def head_commit(self, repo_id: str, repo_type: str = "dataset", revision: str = "main") -> str | None:
         with self._lock:
             repo = self._repos.get((repo_type, repo_id))
             return None if repo is None else repo.branches.get(revision)
@@ -384,9 +380,7 @@ class HubServer:
         if repo_type not in REPO_TYPES:
             raise ValueError(f"repo_type must be one of {REPO_TYPES}")
         with self._lock:
-            repo = self._repos.get((repo_type, repo_id)) or self._create_repo(
-                repo_type, repo_id, private
-            )
+            repo = self._repos.get((repo_type, repo_id)) or self._create_repo(repo_type, repo_id, private)
             head = repo.commits[repo.branches["main"]]
             snapshot = {**head.files, **{p.strip("/"): bytes(c) for p, c in files.items()}}
             return self._add_commit(repo, "main", snapshot, "Seed files", "").sha
@@ -403,9 +397,7 @@ class HubServer:
         self._add_commit(repo, "main", dict(self.initial_files), "initial commit", "")
         return repo
 
-    def _add_commit(
-        self, repo: _Repo, branch: str, files: dict[str, bytes], title: str, message: str
-    ) -> _Commit:
+    def _add_commit(self, repo: _Repo, branch: str, files: dict[str, bytes], title: str, message: str) -> _Commit:
         parent = repo.branches.get(branch)
         seed = f"{repo.repo_type}/{repo.repo_id}\0{parent}\0{next(self._counter)}\0{time.time_ns()}"
         sha = hashlib.sha1(seed.encode()).hexdigest()
@@ -434,9 +426,7 @@ class HubServer:
         if status is not None:
             return _Response.error(status, f"Injected fault: {kind} answers {status}")
         auth = self._auth_state(headers.get("Authorization"))
-        return handler(
-            method=method, path=split.path, query=query, headers=headers, body=body, auth=auth
-        )
+        return handler(method=method, path=split.path, query=query, headers=headers, body=body, auth=auth)
 
     def _auth_state(self, value: str | None) -> str:
         if not value:
@@ -508,9 +498,7 @@ class HubServer:
     def _require_token(auth: str) -> None:
         if auth != "valid":
             raise _HTTPError(
-                _Response.json(
-                    401, {"error": "Invalid credentials"}, {"X-Error-Message": INVALID_CREDENTIALS}
-                )
+                _Response.json(401, {"error": "Invalid credentials"}, {"X-Error-Message": INVALID_CREDENTIALS})
             )
 
     @staticmethod
@@ -526,9 +514,7 @@ class HubServer:
     def _revision_commit(repo: _Repo, revision: str) -> _Commit:
         commit = HubServer._commit_at(repo, revision)
         if commit is None:
-            raise _HTTPError(
-                _Response.error(404, f"Invalid rev id: {revision}", "RevisionNotFound")
-            )
+            raise _HTTPError(_Response.error(404, f"Invalid rev id: {revision}", "RevisionNotFound"))
         return commit
 
     @staticmethod
@@ -572,13 +558,9 @@ class HubServer:
             repo = self._repos.get((repo_type, repo_id))
             if repo is not None:
                 url = self._repo_url(repo)
-                return _Response.json(
-                    409, {"error": f"You already created this {repo_type} repo", "url": url}
-                )
+                return _Response.json(409, {"error": f"You already created this {repo_type} repo", "url": url})
             repo = self._create_repo(repo_type, repo_id, private)
-            return _Response.json(
-                200, {"url": self._repo_url(repo), "name": repo_id, "id": repo_id}
-            )
+            return _Response.json(200, {"url": self._repo_url(repo), "name": repo_id, "id": repo_id})
 
     def _delete(self, *, auth: str, body: bytes, **_: Any) -> _Response:
         self._require_token(auth)
@@ -592,9 +574,7 @@ class HubServer:
                 return _Response.error(404, "Repository not found", "RepoNotFound")
         return _Response.json(200, {})
 
-    def _repo_info(
-        self, *, path: str, query: dict[str, list[str]], auth: str, **_: Any
-    ) -> _Response:
+    def _repo_info(self, *, path: str, query: dict[str, list[str]], auth: str, **_: Any) -> _Response:
         repo_type, repo_id, rest = self._parse_repo_path(path)
         with self._lock:
             repo = self._readable_repo(repo_type, repo_id, auth)
@@ -639,9 +619,7 @@ class HubServer:
         ]
         return _Response.json(200, {"files": files, "commitOid": None})
 
-    def _commit(
-        self, *, path: str, query: dict[str, list[str]], body: bytes, auth: str, **_: Any
-    ) -> _Response:
+    def _commit(self, *, path: str, query: dict[str, list[str]], body: bytes, auth: str, **_: Any) -> _Response:
         repo_type, repo_id, rest = self._parse_repo_path(path)
         header: dict[str, Any] | None = None
         operations: list[tuple[str, dict[str, Any]]] = []
@@ -671,9 +649,7 @@ class HubServer:
             head = repo.branches[revision]
             parent = header.get("parentCommit")
             if parent is not None and parent != head:
-                return _Response.error(
-                    412, "A commit has happened since. Please refresh and try again."
-                )
+                return _Response.error(412, "A commit has happened since. Please refresh and try again.")
             snapshot = dict(repo.commits[head].files)
             for key, value in operations:
                 target = str(value.get("path", "")).strip("/")
@@ -687,11 +663,7 @@ class HubServer:
                     if snapshot.pop(target, None) is None:
                         return _Response.error(404, f"File not found: {target}", "EntryNotFound")
                 else:
-                    doomed = (
-                        [p for p in snapshot if p.startswith(target + "/")]
-                        if target
-                        else list(snapshot)
-                    )
+                    doomed = [p for p in snapshot if p.startswith(target + "/")] if target else list(snapshot)
                     if not doomed:
                         return _Response.error(404, f"Folder not found: {target}", "EntryNotFound")
                     for p in doomed:
@@ -762,9 +734,7 @@ class HubServer:
 
     @staticmethod
     def _dir_entry(files: dict[str, bytes], p: str) -> dict[str, Any]:
-        inside = sorted(
-            f"{k}\0{_git_blob_oid(v)}" for k, v in files.items() if k.startswith(p + "/")
-        )
+        inside = sorted(f"{k}\0{_git_blob_oid(v)}" for k, v in files.items() if k.startswith(p + "/"))
         oid = hashlib.sha1("\n".join(inside).encode()).hexdigest()
         return {"type": "directory", "path": p, "oid": oid}
 
@@ -802,15 +772,11 @@ class HubServer:
                 dirs.add(prefix + parts[0])
         if base and not file_paths and not dirs:
             return _Response.error(404, f"Directory not found: {base}", "EntryNotFound")
-        entries = [self._dir_entry(files, d) for d in dirs] + [
-            self._file_entry(files, f) for f in file_paths
-        ]
+        entries = [self._dir_entry(files, d) for d in dirs] + [self._file_entry(files, f) for f in file_paths]
         entries.sort(key=lambda e: e["path"])
         return self._page(path, query, entries)
 
-    def _paths_info(
-        self, *, path: str, headers: Any, body: bytes, auth: str, **_: Any
-    ) -> _Response:
+    def _paths_info(self, *, path: str, headers: Any, body: bytes, auth: str, **_: Any) -> _Response:
         repo_type, repo_id, rest = self._parse_repo_path(path)
         if "json" in headers.get("Content-Type", ""):
             wanted = self._json_body(body).get("paths", [])
@@ -863,9 +829,7 @@ class HubServer:
                 if name.startswith("refs/pr/"):
                     prs.append({"name": name.rsplit("/", 1)[1], "ref": name, "targetCommit": sha})
                 else:
-                    branches.append(
-                        {"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha}
-                    )
+                    branches.append({"name": name, "ref": f"refs/heads/{name}", "targetCommit": sha})
         data: dict[str, Any] = {"branches": branches, "converts": [], "tags": []}
         if query.get("include_prs", ["0"])[0].lower() in ("1", "true"):
             data["pullRequests"] = prs

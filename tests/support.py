@@ -34,7 +34,9 @@ def make_wheel(dest: Path, name: str, version: str, files: dict[str, str | bytes
     dist_info = f"{norm}-{version}.dist-info"
     contents: dict[str, bytes] = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
     contents[f"{dist_info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    contents[f"{dist_info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    contents[f"{dist_info}/WHEEL"] = (
+        f"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
+    )
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for path, data in contents.items():
@@ -48,8 +50,14 @@ def make_wheel(dest: Path, name: str, version: str, files: dict[str, str | bytes
     return path
 
 
-def standin_torch_stack(dest: Path, torch: str = "2.8.0+cu128", vision: str = "0.23.0+cu128",
-                        audio: str = "2.8.0+cu128", triton: str = "3.4.0", cuda: str | None = "12.8") -> list[Path]:
+def standin_torch_stack(
+    dest: Path,
+    torch: str = "2.8.0+cu128",
+    vision: str = "0.23.0+cu128",
+    audio: str = "2.8.0+cu128",
+    triton: str = "3.4.0",
+    cuda: str | None = "12.8",
+) -> list[Path]:
     """Tiny wheels named torch/torchvision/torchaudio/triton whose installed files look like torch's."""
     init = textwrap.dedent(
         f"""\
@@ -100,7 +108,11 @@ def repack_installed(dist_name: str, dest: Path) -> Path:
     for entry in dist.files or []:
         path = Path(dist.locate_file(entry))
         text = str(entry)
-        if text.startswith("..") or "__pycache__" in text or text.endswith(("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")):
+        if (
+            text.startswith("..")
+            or "__pycache__" in text
+            or text.endswith(("RECORD", "INSTALLER", "REQUESTED", "direct_url.json"))
+        ):
             continue
         if path.is_file():
             files[text] = path.read_bytes()
@@ -108,7 +120,9 @@ def repack_installed(dist_name: str, dest: Path) -> Path:
     norm = dist.metadata["Name"].replace("-", "_")
     dist_info = f"{norm}-{version}.dist-info"
     files = {k: v for k, v in files.items() if not k.endswith(".dist-info/WHEEL")}
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for path, data in files.items():
@@ -130,8 +144,21 @@ def make_venv(path: Path, wheelhouse: Path | None = None, packages: tuple[str, .
     if packages:
         assert wheelhouse is not None
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--upgrade", "--no-index", "--find-links", str(wheelhouse), *packages],
-            check=True, capture_output=True, env=offline_pip_env(os.environ),
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--upgrade",
+                "--no-index",
+                "--find-links",
+                str(wheelhouse),
+                *packages,
+            ],
+            check=True,
+            capture_output=True,
+            env=offline_pip_env(os.environ),
         )
     return python
 
@@ -146,8 +173,14 @@ def offline_pip_env(base: dict[str, str] | os._Environ) -> dict[str, str]:
 
 def installed_version(python: Path, name: str) -> str | None:
     done = subprocess.run(
-        [str(python), "-c", f"import importlib.metadata as m\ntry: print(m.version({name!r}))\nexcept m.PackageNotFoundError: print('')"],
-        check=True, capture_output=True, text=True,
+        [
+            str(python),
+            "-c",
+            f"import importlib.metadata as m\ntry: print(m.version({name!r}))\nexcept m.PackageNotFoundError: print('')",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return done.stdout.strip() or None
 
@@ -209,7 +242,7 @@ def install_fake_nvidia_smi(bin_dir: Path, gpu: dict[str, str] | None = None, ba
 
 # ---------------------------------------------------------------- the fixture recipe
 
-DEMO_SETUP = '''\
+DEMO_SETUP = """\
 from setuptools import Extension, setup
 
 setup(
@@ -218,9 +251,9 @@ setup(
     packages=["sage_demo"],
     ext_modules=[Extension("sage_demo._native", ["csrc/native.c"])],
 )
-'''
+"""
 
-DEMO_C = r'''
+DEMO_C = r"""
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -249,7 +282,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
-'''
+"""
 
 DEMO_CHECK = '''\
 """The fixture's own check, following sage-tasks' check protocol (exit 0/1/2, JSON report)."""
@@ -304,7 +337,9 @@ def write_demo_source(dest: Path, version: str = "0.1.0") -> Path:
     (dest / "sage_demo").mkdir(parents=True, exist_ok=True)
     (dest / "csrc").mkdir(exist_ok=True)
     (dest / "setup.py").write_text(DEMO_SETUP.format(version=version))
-    (dest / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n')
+    (dest / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
     (dest / "csrc" / "native.c").write_text(DEMO_C)
     (dest / "sage_demo" / "__init__.py").write_text(f'__version__ = "{version}"\n')
     (dest / "sage_demo" / "selfcheck.py").write_text(DEMO_CHECK)
@@ -312,7 +347,13 @@ def write_demo_source(dest: Path, version: str = "0.1.0") -> Path:
 
 
 def git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -363,7 +404,9 @@ def write_demo_recipe(path: Path, repo: str, commit: str | None, ref: str = "v0.
 
 # ---------------------------------------------------------------- records for pure tests
 
-CP312_TAGS = frozenset({"cp312-cp312-linux_x86_64", "cp312-cp312-manylinux_2_28_x86_64", "cp312-abi3-linux_x86_64", "py3-none-any"})
+CP312_TAGS = frozenset(
+    {"cp312-cp312-linux_x86_64", "cp312-cp312-manylinux_2_28_x86_64", "cp312-abi3-linux_x86_64", "py3-none-any"}
+)
 
 
 def entry(**changes):
@@ -384,7 +427,11 @@ def entry(**changes):
         torch_cxx11_abi=True,
         target_arch="12.0",
         cuda_archs=("sm_120",),
-        source={"repo": "https://github.com/thu-ml/SageAttention", "ref": "v2.2.0", "commit": "eb615cf6cf4d221338033340ee2de1c37fbdba4a"},
+        source={
+            "repo": "https://github.com/thu-ml/SageAttention",
+            "ref": "v2.2.0",
+            "commit": "eb615cf6cf4d221338033340ee2de1c37fbdba4a",
+        },
         verification=Verification(status="passed", gpu="NVIDIA GeForce RTX 5090", compute_capability="12.0"),
         created_at="2026-11-01T00:00:00Z",
     )
@@ -417,11 +464,27 @@ def want(**changes):
 def target(packages=None, torch_cuda="12.8", abi=True, python="/venv/bin/python"):
     from sage_tasks.probe import TargetEnv
 
-    base = {"torch": "2.8.0+cu128", "torchvision": "0.23.0+cu128", "torchaudio": "2.8.0+cu128", "triton": "3.4.0",
-            "setuptools": "80.0.0", "wheel": "0.45.0", "packaging": "25.0", "ninja": "1.13.0", "pip": "25.0"}
+    base = {
+        "torch": "2.8.0+cu128",
+        "torchvision": "0.23.0+cu128",
+        "torchaudio": "2.8.0+cu128",
+        "triton": "3.4.0",
+        "setuptools": "80.0.0",
+        "wheel": "0.45.0",
+        "packaging": "25.0",
+        "ninja": "1.13.0",
+        "pip": "25.0",
+    }
     base.update(packages or {})
-    return TargetEnv(python=python, version="3.12.1", implementation="cpython", tags=tuple(sorted(CP312_TAGS)),
-                     packages=base, torch_cuda=torch_cuda, torch_cxx11_abi=abi)
+    return TargetEnv(
+        python=python,
+        version="3.12.1",
+        implementation="cpython",
+        tags=tuple(sorted(CP312_TAGS)),
+        packages=base,
+        torch_cuda=torch_cuda,
+        torch_cxx11_abi=abi,
+    )
 
 
 def machine(gpus=(("NVIDIA GeForce RTX 5090", "12.0"),), nvcc="12.8", cores=16, mem_mib=128 * 1024, **target_changes):
@@ -432,8 +495,13 @@ def machine(gpus=(("NVIDIA GeForce RTX 5090", "12.0"),), nvcc="12.8", cores=16, 
         driver_version="570.133.07" if gpus else None,
         driver_cuda="12.8" if gpus else None,
         nvcc=Program("/usr/local/cuda/bin/nvcc", nvcc, nvcc + ".93") if nvcc else None,
-        system="Linux", arch="x86_64", libc="glibc 2.39", kernel="6.8",
-        cpu_count=cores, mem_total_mib=mem_mib, mem_available_mib=mem_mib,
+        system="Linux",
+        arch="x86_64",
+        libc="glibc 2.39",
+        kernel="6.8",
+        cpu_count=cores,
+        mem_total_mib=mem_mib,
+        mem_available_mib=mem_mib,
         target=target(**target_changes),
     )
 
@@ -445,11 +513,17 @@ PURE_NATIVE = "def weighted_sum(xs):\n    return float(sum((i + 1) * x for i, x 
 
 def demo_wheel(dest: Path, version: str = "0.1.0+cu128torch2.8.0", tag: str = "py3-none-any") -> Path:
     """A sage-demo wheel without compiled code (a Python ``_native``), for store and fetch tests."""
-    return make_wheel(dest, "sage-demo", version, {
-        "sage_demo/__init__.py": f'__version__ = "{version}"\n',
-        "sage_demo/_native.py": PURE_NATIVE,
-        "sage_demo/selfcheck.py": DEMO_CHECK,
-    }, tag=tag)
+    return make_wheel(
+        dest,
+        "sage-demo",
+        version,
+        {
+            "sage_demo/__init__.py": f'__version__ = "{version}"\n',
+            "sage_demo/_native.py": PURE_NATIVE,
+            "sage_demo/selfcheck.py": DEMO_CHECK,
+        },
+        tag=tag,
+    )
 
 
 def demo_manifest(wheel: Path, status: str = "passed", **changes):
@@ -459,11 +533,21 @@ def demo_manifest(wheel: Path, status: str = "passed", **changes):
 
     info = wheelfile.inspect(wheel)
     fields = dict(
-        package="sage-demo", version=info.version, wheel_file=wheel.name,
-        wheel_sha256=wheelfile.sha256_file(wheel), wheel_size=wheel.stat().st_size,
-        python_tag=info.python_tag, abi_tag=info.abi_tag, platform_tag=info.platform_tag,
-        recipe="sage-demo-0.1.0", torch_version="2.8.0+cu128", torch_cuda="12.8", torch_cxx11_abi=True,
-        torchvision_version="0.23.0+cu128", torchaudio_version="2.8.0+cu128", triton_version="3.4.0",
+        package="sage-demo",
+        version=info.version,
+        wheel_file=wheel.name,
+        wheel_sha256=wheelfile.sha256_file(wheel),
+        wheel_size=wheel.stat().st_size,
+        python_tag=info.python_tag,
+        abi_tag=info.abi_tag,
+        platform_tag=info.platform_tag,
+        recipe="sage-demo-0.1.0",
+        torch_version="2.8.0+cu128",
+        torch_cuda="12.8",
+        torch_cxx11_abi=True,
+        torchvision_version="0.23.0+cu128",
+        torchaudio_version="2.8.0+cu128",
+        triton_version="3.4.0",
         torch_index_url="https://download.pytorch.org/whl/cu128",
         source={"repo": "file:///demo", "ref": "v0.1.0", "commit": None},
         verification=Verification(status=status, summary=f"demo {status}"),

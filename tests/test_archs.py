@@ -8,7 +8,15 @@ from sage_tasks.errors import ConfigError
 
 @pytest.mark.parametrize(
     ("text", "want"),
-    [("12.0", "12.0"), ("120", "12.0"), ("sm_120", "12.0"), ("9.0", "9.0"), ("sm_90a", "9.0"), ("8.9+PTX", "8.9+PTX"), (" 8.6 ", "8.6")],
+    [
+        ("12.0", "12.0"),
+        ("120", "12.0"),
+        ("sm_120", "12.0"),
+        ("9.0", "9.0"),
+        ("sm_90a", "9.0"),
+        ("8.9+PTX", "8.9+PTX"),
+        (" 8.6 ", "8.6"),
+    ],
 )
 def test_normalize_arch(text, want):
     assert archs.normalize_arch(text) == want

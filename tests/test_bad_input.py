@@ -14,7 +14,9 @@ import pytest
 from tests import support
 
 pytestmark = pytest.mark.slow
-ERROR_LINE = re.compile(r"^(config error|store error|integrity error|environment error|no compatible wheel|machine unsuitable)(: .*)$")
+ERROR_LINE = re.compile(
+    r"^(config error|store error|integrity error|environment error|no compatible wheel|machine unsuitable)(: .*)$"
+)
 
 
 def snapshot(*roots: Path) -> dict[str, str]:
@@ -31,8 +33,14 @@ def world(tmp_path_factory, torch_index):
     """A store with one published demo wheel, and a venv with the pinned stack."""
     root = tmp_path_factory.mktemp("world")
     store = root / "store"
-    env = {**os.environ, "SAGE_STORE": str(store), "TORCH_INDEX_URL": torch_index, "PIP_CONFIG_FILE": os.devnull,
-           "HOME": str(root / "home"), "SAGE_TASKS_CACHE": str(root / "cache")}
+    env = {
+        **os.environ,
+        "SAGE_STORE": str(store),
+        "TORCH_INDEX_URL": torch_index,
+        "PIP_CONFIG_FILE": os.devnull,
+        "HOME": str(root / "home"),
+        "SAGE_TASKS_CACHE": str(root / "cache"),
+    }
     wheel = support.demo_wheel(root / "dist")
     support.demo_manifest(wheel)
     from tests.conftest import Tasks
@@ -89,7 +97,15 @@ def test_manifest_with_a_path_in_its_wheel_name(world, tmp_path):
     assert code == 7 and "malformed" in line
 
 
-@pytest.mark.parametrize("name", ["..%2F..%2Fevil-0.1-py3-none-any.whl", "sub/dir-0.1-py3-none-any.whl", "/abs-0.1-py3-none-any.whl", "a-0.1-py3-none-any.whl\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..%2F..%2Fevil-0.1-py3-none-any.whl",
+        "sub/dir-0.1-py3-none-any.whl",
+        "/abs-0.1-py3-none-any.whl",
+        "a-0.1-py3-none-any.whl\n",
+    ],
+)
 def test_index_with_hostile_wheel_names(world, name):
     index_path = world["store"] / "sageattention" / "index.json"
     original = index_path.read_text()
@@ -141,6 +157,10 @@ def test_wheel_url_without_a_known_hash_is_refused(world):
     env = {**world["env"], "WHEEL_URL": "https://example.invalid/wheels/sage_demo-0.2.0-py3-none-any.whl"}
     code, line = run_bad(world, "fetch", "--python", str(world["venv"]), "--recipe", str(world["recipe"]), env=env)
     assert code == 7 and "no known sha256" in line and "WHEEL_SHA256" in line
-    env = {**world["env"], "WHEEL_URL": "http://example.invalid/wheels/sage_demo-0.2.0-py3-none-any.whl", "WHEEL_SHA256": "0" * 64}
+    env = {
+        **world["env"],
+        "WHEEL_URL": "http://example.invalid/wheels/sage_demo-0.2.0-py3-none-any.whl",
+        "WHEEL_SHA256": "0" * 64,
+    }
     code, line = run_bad(world, "fetch", "--python", str(world["venv"]), "--recipe", str(world["recipe"]), env=env)
     assert code == 2 and "plain-HTTP" in line

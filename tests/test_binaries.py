@@ -42,10 +42,19 @@ def wheel_with(tmp: Path, sos: dict[str, Path]) -> Path:
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fatbins")
     return {
-        "multi": compile_so(tmp, "multi", ["arch=compute_90a,code=sm_90a", "arch=compute_120,code=sm_120", "arch=compute_80,code=compute_80"]),
+        "multi": compile_so(
+            tmp,
+            "multi",
+            ["arch=compute_90a,code=sm_90a", "arch=compute_120,code=sm_120", "arch=compute_80,code=compute_80"],
+        ),
         "hopper": compile_so(tmp, "hopper", ["arch=compute_90a,code=sm_90a"]),
         "plain90": compile_so(tmp, "plain90", ["arch=compute_90,code=sm_90"]),
-        "compressed": compile_so(tmp, "compressed", ["arch=compute_120,code=sm_120", "arch=compute_120,code=compute_120"], ("-Xfatbin", "-compress-all")),
+        "compressed": compile_so(
+            tmp,
+            "compressed",
+            ["arch=compute_120,code=sm_120", "arch=compute_120,code=compute_120"],
+            ("-Xfatbin", "-compress-all"),
+        ),
         "tmp": tmp,
     }
 

@@ -36,7 +36,9 @@ def _gpu_cc() -> str | None:
 
 
 CC = _gpu_cc()
-requires_gpu = pytest.mark.skipif(not (CC and SOURCE), reason="needs an NVIDIA GPU and SAGE_SOURCE_DIR (run on the device machine)")
+requires_gpu = pytest.mark.skipif(
+    not (CC and SOURCE), reason="needs an NVIDIA GPU and SAGE_SOURCE_DIR (run on the device machine)"
+)
 
 
 @pytest.fixture
@@ -66,8 +68,14 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
     keep("gpu-auto-build.json", report)
     assert built.returncode == 0, built.stderr[-4000:]
     assert stages(report) == {
-        "probe": "ok", "index": "ok", "pin": "satisfied", "fetch": "miss", "build": "ok",
-        "install": "ok", "test-kernel": "passed", "publish": "published",
+        "probe": "ok",
+        "index": "ok",
+        "pin": "satisfied",
+        "fetch": "miss",
+        "build": "ok",
+        "install": "ok",
+        "test-kernel": "passed",
+        "publish": "published",
     }
     manifest = json.loads(Path(report["result"]["build"]["manifest"]).read_text())
     sm = "sm_" + CC.replace(".", "") + ("a" if CC == "9.0" else "")
@@ -79,7 +87,13 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
     again = json.loads(fetched.stdout) if fetched.stdout.strip() else {}
     keep("gpu-auto-fetch.json", again)
     assert fetched.returncode == 0, fetched.stderr[-4000:]
-    assert stages(again) == {"probe": "ok", "index": "ok", "pin": "satisfied", "fetch": "hit", "test-kernel --quick": "passed"}
+    assert stages(again) == {
+        "probe": "ok",
+        "index": "ok",
+        "pin": "satisfied",
+        "fetch": "hit",
+        "test-kernel --quick": "passed",
+    }
     assert support.installed_version(second, "sageattention") == manifest["version"]
 
 
@@ -87,7 +101,9 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
 @pytest.mark.skipif(CC == "12.0", reason="this GPU is the cross-build's target")
 def test_cross_build_for_rtx5090_is_rejected_by_fetch_here(tasks, tmp_path, gpu_env):
     env = venvs.create(tmp_path / "env-x", sys.executable, reuse_from=sys.executable)
-    built = tasks("build", "--python", str(env), "--arch", "12.0", "--source", SOURCE, "--json", env=gpu_env, timeout=1500)
+    built = tasks(
+        "build", "--python", str(env), "--arch", "12.0", "--source", SOURCE, "--json", env=gpu_env, timeout=1500
+    )
     assert built.returncode == 0, built.stderr[-4000:]
     record = json.loads(built.stdout)
     keep("gpu-cross-build-120.json", record)

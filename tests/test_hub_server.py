@@ -53,9 +53,7 @@ def _requests(hub: HubServer, method: str, fragment: str) -> list[tuple[str, str
 
 def _download(hub: HubServer, cache: Path, filename: str, **kwargs: object) -> bytes:
     kwargs.setdefault("token", hub.token)
-    path = hf_hub_download(
-        REPO, filename, repo_type="dataset", endpoint=hub.url, cache_dir=cache, **kwargs
-    )
+    path = hf_hub_download(REPO, filename, repo_type="dataset", endpoint=hub.url, cache_dir=cache, **kwargs)
     return Path(path).read_bytes()
 
 
@@ -99,9 +97,7 @@ def test_wrong_token_is_refused(hub: HubServer) -> None:
 
     hub.put_files(REPO, {"a.txt": b"a"})
     with pytest.raises(HfHubHTTPError) as info:
-        wrong.upload_file(
-            path_or_fileobj=b"x", path_in_repo="b.txt", repo_id=REPO, repo_type="dataset"
-        )
+        wrong.upload_file(path_or_fileobj=b"x", path_in_repo="b.txt", repo_id=REPO, repo_type="dataset")
     assert info.value.response.status_code == 401
     assert hub.repo_files(REPO) == {"a.txt": b"a"}
 
@@ -124,9 +120,7 @@ def test_commit_with_parent_then_stale_parent_gets_412(hub: HubServer, api: HfAp
     info = api.create_commit(
         REPO,
         repo_type="dataset",
-        operations=[
-            CommitOperationAdd(path_in_repo=p, path_or_fileobj=c) for p, c in files.items()
-        ],
+        operations=[CommitOperationAdd(path_in_repo=p, path_or_fileobj=c) for p, c in files.items()],
         commit_message="add three",
         parent_commit=initial,
     )
@@ -178,9 +172,7 @@ def test_commit_deletes_and_readme(hub: HubServer, api: HfApi) -> None:
         repo_type="dataset",
         operations=[
             CommitOperationDelete(path_in_repo="a/"),
-            CommitOperationAdd(
-                path_in_repo="README.md", path_or_fileobj=b"---\nlicense: mit\n---\n"
-            ),
+            CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=b"---\nlicense: mit\n---\n"),
         ],
         commit_message="replace a/ by a README",
     )
@@ -221,9 +213,7 @@ def test_fail_always_until_cleared(hub: HubServer, api: HfApi) -> None:
 
 def test_create_pr_and_encoded_revision(hub: HubServer, api: HfApi, tmp_path: Path) -> None:
     hub.put_files(REPO, {"a": b"main"})
-    info = api.upload_file(
-        path_or_fileobj=b"pr", path_in_repo="a", repo_id=REPO, repo_type="dataset", create_pr=True
-    )
+    info = api.upload_file(path_or_fileobj=b"pr", path_in_repo="a", repo_id=REPO, repo_type="dataset", create_pr=True)
     assert info.pr_url == f"{hub.url}/datasets/{REPO}/discussions/1"
     assert hub.repo_files(REPO) == {"a": b"main"}
     assert hub.repo_files(REPO, revision="refs/pr/1") == {"a": b"pr"}
@@ -268,9 +258,7 @@ def test_cut_download_is_restarted_from_scratch(hub: HubServer, tmp_path: Path) 
     assert all(_header(h, "range") is None for _m, _p, h in gets)
 
 
-def test_cut_download_is_resumed_with_range(
-    hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cut_download_is_resumed_with_range(hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # With a smaller read size the bytes received before the cut reach the file, and the retry asks
     # for the rest with `Range: bytes=N-` (answered 206 + Content-Range).
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1024)
@@ -322,9 +310,7 @@ def test_private_repo_needs_the_token(hub: HubServer, tmp_path: Path) -> None:
     with pytest.raises(RepositoryNotFoundError) as raised:
         _download(hub, tmp_path / "anon", "secret.txt", token=False)
     assert raised.value.response.status_code == 401
-    assert not HfApi(endpoint=hub.url, token=False).file_exists(
-        REPO, "secret.txt", repo_type="dataset"
-    )
+    assert not HfApi(endpoint=hub.url, token=False).file_exists(REPO, "secret.txt", repo_type="dataset")
     assert _download(hub, tmp_path / "auth", "secret.txt") == b"s"
 
     hub.set_private(REPO, False)
@@ -339,19 +325,14 @@ def test_list_files_tree_and_pagination(hub: HubServer, api: HfApi) -> None:
     hub.put_files(REPO, files)
     assert sorted(api.list_repo_files(REPO, repo_type="dataset")) == sorted(files)
 
-    tree = {
-        e.path: type(e).__name__
-        for e in api.list_repo_tree(REPO, repo_type="dataset", recursive=True)
-    }
+    tree = {e.path: type(e).__name__ for e in api.list_repo_tree(REPO, repo_type="dataset", recursive=True)}
     assert tree == {
         "index.json": "RepoFile", "w": "RepoFolder", "w/a": "RepoFolder",
         "w/a/1.whl": "RepoFile", "w/a/2.whl": "RepoFile", "w/b.whl": "RepoFile",
     }  # fmt: skip
     top = {e.path for e in api.list_repo_tree(REPO, repo_type="dataset")}
     assert top == {"index.json", "w"}
-    sub = {
-        e.path: getattr(e, "size", None) for e in api.list_repo_tree(REPO, "w", repo_type="dataset")
-    }
+    sub = {e.path: getattr(e, "size", None) for e in api.list_repo_tree(REPO, "w", repo_type="dataset")}
     assert sub == {"w/a": None, "w/b.whl": 3}
 
     hub.page_size = 2

@@ -33,8 +33,12 @@ def recipe(tmp_path: Path) -> Path:
 def env(hub, torch_index: str, tmp_path: Path, no_gpu_path: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_REPO_ID": REPO_ID,
-        "TORCH_INDEX_URL": torch_index, "SAGE_RETRY_BASE_S": "0.05", "SAGE_DIST": str(tmp_path / "dist"),
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": hub.token,
+        "HF_REPO_ID": REPO_ID,
+        "TORCH_INDEX_URL": torch_index,
+        "SAGE_RETRY_BASE_S": "0.05",
+        "SAGE_DIST": str(tmp_path / "dist"),
     }
 
 
@@ -113,10 +117,16 @@ def test_four_concurrent_publishers_all_land(tasks, hub, env, tmp_path):
         wheel = support.demo_wheel(dist, f"0.1.{n}+cu128torch2.8.0")
         support.demo_manifest(wheel)
         wheels.append(wheel.name)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "publish", "--wheel", str(wheel)],
-            cwd=tasks.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "publish", "--wheel", str(wheel)],
+                cwd=tasks.cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
     files = hub.repo_files(REPO_ID)
@@ -168,15 +178,29 @@ def test_bash_installer_layout_is_still_readable(tasks, hub, env, recipe, tmp_pa
     import hashlib
 
     latest = {
-        "created_at_utc": "2026-02-10T00:00:00Z", "wheel_file": wheel.name,
-        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "hf_wheel_url": None,
-        "sageattention_version": "0.1.0", "torch_version": "2.8.0+cu128", "torchvision_version": "0.23.0+cu128",
-        "torchaudio_version": "2.8.0+cu128", "triton_version": "3.4.0",
-        "torch_index_url": "https://download.pytorch.org/whl/cu128", "target_arch": "12.0", "cudaarchs": "120",
-        "built_from_repo": "https://github.com/thu-ml/SageAttention", "built_from_ref": "v2.2.0",
+        "created_at_utc": "2026-02-10T00:00:00Z",
+        "wheel_file": wheel.name,
+        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        "hf_wheel_url": None,
+        "sageattention_version": "0.1.0",
+        "torch_version": "2.8.0+cu128",
+        "torchvision_version": "0.23.0+cu128",
+        "torchaudio_version": "2.8.0+cu128",
+        "triton_version": "3.4.0",
+        "torch_index_url": "https://download.pytorch.org/whl/cu128",
+        "target_arch": "12.0",
+        "cudaarchs": "120",
+        "built_from_repo": "https://github.com/thu-ml/SageAttention",
+        "built_from_ref": "v2.2.0",
         "python_tag": "cp311",
     }
-    hub.put_files(REPO_ID, {"sageattention220/latest.json": json.dumps(latest).encode(), f"sageattention220/{wheel.name}": wheel.read_bytes()})
+    hub.put_files(
+        REPO_ID,
+        {
+            "sageattention220/latest.json": json.dumps(latest).encode(),
+            f"sageattention220/{wheel.name}": wheel.read_bytes(),
+        },
+    )
     venv = venv_with_stack(tasks, tmp_path / "venv", env)
     result = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), env=env)
     assert result.returncode == 0, result.stderr
@@ -191,7 +215,11 @@ def test_wrong_token_is_one_clear_line_and_never_printed(tasks, hub, env, recipe
     bad = {**env, "HF_TOKEN": wrong}
     venv = support.make_venv(tmp_path / "venv")
     outputs = []
-    for args in (("fetch", "--python", str(venv), "--recipe", str(recipe)), ("init-hf",), ("publish", "--wheel", str(publish_demo_files(tmp_path)))):
+    for args in (
+        ("fetch", "--python", str(venv), "--recipe", str(recipe)),
+        ("init-hf",),
+        ("publish", "--wheel", str(publish_demo_files(tmp_path))),
+    ):
         result = tasks(*args, env=bad)
         assert result.returncode == 6, (args, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("store error")]

@@ -45,7 +45,9 @@ def test_meminfo():
 def test_standin_nvidia_smi_answers_like_a_5090(rtx5090):
     query = subprocess.run(
         [str(rtx5090), f"--query-gpu={','.join(probe.GPU_QUERY_FIELDS)}", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     gpus = probe.parse_gpu_query(query, probe.GPU_QUERY_FIELDS)
     assert [(g.name, g.compute_capability, g.memory_mib) for g in gpus] == [("NVIDIA GeForce RTX 5090", "12.0", 32607)]

@@ -30,10 +30,19 @@ def test_pin_installs_the_stack_then_reinstalls_only_what_differs(tasks, venv, t
     assert first.returncode == 0, first.stderr
     record = json.loads(first.stdout)
     assert {d["package"] for d in record["differences"]} == {"torch", "torchvision", "torchaudio", "triton"}
-    assert record["installed"] == {"torch": "2.8.0+cu128", "torchvision": "0.23.0+cu128", "torchaudio": "2.8.0+cu128", "triton": "3.4.0"}
+    assert record["installed"] == {
+        "torch": "2.8.0+cu128",
+        "torchvision": "0.23.0+cu128",
+        "torchaudio": "2.8.0+cu128",
+        "triton": "3.4.0",
+    }
 
     # break one package: only that one is reinstalled
-    support.subprocess.run([str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torchaudio==2.7.0+cu128"], check=True, env=support.offline_pip_env(env))
+    support.subprocess.run(
+        [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torchaudio==2.7.0+cu128"],
+        check=True,
+        env=support.offline_pip_env(env),
+    )
     check = tasks("pin", "--python", str(venv), "--check", env=env)
     assert check.returncode == 10
     assert "torchaudio: 2.7.0+cu128 installed, 2.8.0 wanted" in check.stderr
@@ -64,7 +73,11 @@ def test_pin_check_on_a_satisfied_stack_starts_no_pip(tasks, venv, torch_index, 
 
 def test_cpu_torch_is_replaced_by_the_cuda_build(tasks, venv, torch_index, no_gpu_path):
     env = pin_env(torch_index)
-    support.subprocess.run([str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torch==2.8.0+cpu"], check=True, env=support.offline_pip_env(env))
+    support.subprocess.run(
+        [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torch==2.8.0+cpu"],
+        check=True,
+        env=support.offline_pip_env(env),
+    )
     result = tasks("pin", "--python", str(venv), "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert support.installed_version(venv, "torch") == "2.8.0+cu128"

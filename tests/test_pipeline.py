@@ -28,7 +28,12 @@ def demo(tmp_path: Path) -> dict[str, object]:
 
 @pytest.fixture
 def env(torch_index: str, tmp_path: Path, no_gpu_path: Path) -> dict[str, str]:
-    return {**os.environ, "TORCH_INDEX_URL": torch_index, "SAGE_STORE": str(tmp_path / "store"), "SAGE_DIST": str(tmp_path / "dist")}
+    return {
+        **os.environ,
+        "TORCH_INDEX_URL": torch_index,
+        "SAGE_STORE": str(tmp_path / "store"),
+        "SAGE_DIST": str(tmp_path / "dist"),
+    }
 
 
 def fresh_venv(path: Path, wheelhouse: Path) -> Path:
@@ -45,8 +50,14 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
     assert first.returncode == 0, first.stderr[-3000:]
     report = json.loads(first.stdout)
     assert stages(report) == {
-        "probe": "ok", "index": "ok", "pin": "installed", "fetch": "miss", "build": "ok",
-        "install": "ok", "test-kernel": "passed", "publish": "published",
+        "probe": "ok",
+        "index": "ok",
+        "pin": "installed",
+        "fetch": "miss",
+        "build": "ok",
+        "install": "ok",
+        "test-kernel": "passed",
+        "publish": "published",
     }
     built = report["result"]["build"]["wheel"]
     assert Path(built).name.startswith("sage_demo-0.1.0+cu128torch2.8.0-")
@@ -66,12 +77,20 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
     second = tasks("auto", "--python", str(second_venv), "--recipe", str(demo["recipe"]), "--json", env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     again = json.loads(second.stdout)
-    assert stages(again) == {"probe": "ok", "index": "ok", "pin": "installed", "fetch": "hit", "test-kernel --quick": "passed"}
+    assert stages(again) == {
+        "probe": "ok",
+        "index": "ok",
+        "pin": "installed",
+        "fetch": "hit",
+        "test-kernel --quick": "passed",
+    }
     assert again["result"]["fetch"]["wheel_file"] == published["wheel_file"]
     assert "pip wheel" not in second.stderr  # no build
     import_check = subprocess.run(
         [str(second_venv), "-c", "from sage_demo import _native; print(_native.weighted_sum([1.0, 2.0, 3.0]))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert import_check.stdout.strip() == "14.0"
     assert support.installed_version(second_venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
@@ -107,8 +126,11 @@ def test_fetch_lists_rejected_candidates_with_reasons(tasks, demo, env, wheelhou
     assert tasks("auto", "--python", str(builder), "--recipe", str(demo["recipe"]), env=env).returncode == 0
     other = fresh_venv(tmp_path / "other", wheelhouse)
     # A different torch (CPU build) in the target: the stored wheel no longer fits.
-    subprocess.run([str(other), "-m", "pip", "install", "-q", "--index-url", env["TORCH_INDEX_URL"], "torch==2.8.0+cpu"],
-                   check=True, env=support.offline_pip_env(env))
+    subprocess.run(
+        [str(other), "-m", "pip", "install", "-q", "--index-url", env["TORCH_INDEX_URL"], "torch==2.8.0+cpu"],
+        check=True,
+        env=support.offline_pip_env(env),
+    )
     result = tasks("fetch", "--python", str(other), "--recipe", str(demo["recipe"]), "--dry-run", env=env)
     assert result.returncode == 3, result.stderr
     assert "rejected sage_demo-0.1.0+cu128torch2.8.0" in result.stderr

@@ -25,15 +25,30 @@ def test_a_matching_wheel_is_chosen():
 @pytest.mark.parametrize(
     ("candidate", "wanted", "fragment"),
     [
-        (entry(wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp311-cp311-linux_x86_64.whl"), want(), "does not fit this interpreter"),
+        (
+            entry(wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp311-cp311-linux_x86_64.whl"),
+            want(),
+            "does not fit this interpreter",
+        ),
         (entry(torch_version="2.7.1+cu128"), want(), "built against torch 2.7.1+cu128"),
         (entry(torch_cuda="12.6"), want(), "CUDA 12.6"),
         (entry(torch_cxx11_abi=False), want(), "C++11 ABI 0 in the wheel, 1 in installed torch"),
         (entry(cuda_archs=("sm_90a",)), want(), "no machine code for compute capability 12.0 (wheel carries sm_90a)"),
-        (entry(verification=Verification(status="failed", gpu="RTX 5090", summary="cos 0.2 on sm89 fp8")), want(), "failed its kernel test on RTX 5090"),
+        (
+            entry(verification=Verification(status="failed", gpu="RTX 5090", summary="cos 0.2 on sm89 fp8")),
+            want(),
+            "failed its kernel test on RTX 5090",
+        ),
         (entry(yanked={"reason": "bad numbers", "at": "2026-11-02T00:00:00Z"}), want(), "yanked"),
         (entry(), want(driver_cuda="11.8"), "the driver supports CUDA 11.8"),
-        (entry(version="2.1.1+cu128torch2.8.0", wheel_file="sageattention-2.1.1+cu128torch2.8.0-cp312-cp312-linux_x86_64.whl"), want(), "version 2.1.1, not 2.2.0"),
+        (
+            entry(
+                version="2.1.1+cu128torch2.8.0",
+                wheel_file="sageattention-2.1.1+cu128torch2.8.0-cp312-cp312-linux_x86_64.whl",
+            ),
+            want(),
+            "version 2.1.1, not 2.2.0",
+        ),
         (entry(source={"repo": "r", "ref": "v2.2.0", "commit": "0" * 40}), want(), "the recipe pins"),
         (entry(), want(ccs=()), "pass --arch"),
         (entry(), want(torch_version=None), "torch is not installed"),
@@ -56,10 +71,16 @@ def test_sm90a_code_fits_only_hopper():
 
 
 def test_verified_beats_unverified_and_newer_beats_older():
-    unverified_new = entry(wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp312-abi3-linux_x86_64.whl", verification=Verification(status="unverified"), created_at="2026-11-05T00:00:00Z")
+    unverified_new = entry(
+        wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp312-abi3-linux_x86_64.whl",
+        verification=Verification(status="unverified"),
+        created_at="2026-11-05T00:00:00Z",
+    )
     passed_old = entry(created_at="2026-10-01T00:00:00Z")
     assert select([unverified_new, passed_old], want()).chosen == passed_old
-    passed_new = entry(wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp312-abi3-linux_x86_64.whl", created_at="2026-11-05T00:00:00Z")
+    passed_new = entry(
+        wheel_file="sageattention-2.2.0+cu128torch2.8.0-cp312-abi3-linux_x86_64.whl", created_at="2026-11-05T00:00:00Z"
+    )
     assert select([passed_old, passed_new], want()).chosen == passed_new
 
 

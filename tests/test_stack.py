@@ -30,11 +30,20 @@ def test_lock_is_chosen_by_gpu_arch():
 
 
 def test_env_beats_store_beats_lock():
-    stored = entry(torch_version="2.7.1+cu128", torchvision_version="0.22.1+cu128", torchaudio_version="2.7.1+cu128",
-                   triton_version="3.3.1", torch_index_url="https://example.invalid/whl/cu128")
-    resolved = stack.resolve({"TORCH_VERSION": "2.9.0", "TORCH_INDEX_URL": "https://mirror.invalid/whl/cu129"}, stored, default_lock())
+    stored = entry(
+        torch_version="2.7.1+cu128",
+        torchvision_version="0.22.1+cu128",
+        torchaudio_version="2.7.1+cu128",
+        triton_version="3.3.1",
+        torch_index_url="https://example.invalid/whl/cu128",
+    )
+    resolved = stack.resolve(
+        {"TORCH_VERSION": "2.9.0", "TORCH_INDEX_URL": "https://mirror.invalid/whl/cu129"}, stored, default_lock()
+    )
     assert resolved.versions["torch"] == "2.9.0" and resolved.origins["torch"] == "env TORCH_VERSION"
-    assert resolved.versions["torchvision"] == "0.22.1+cu128" and resolved.origins["torchvision"].startswith("store manifest")
+    assert resolved.versions["torchvision"] == "0.22.1+cu128" and resolved.origins["torchvision"].startswith(
+        "store manifest"
+    )
     assert resolved.index_url == "https://mirror.invalid/whl/cu129"
     plain = stack.resolve({}, None, default_lock())
     assert plain.versions["triton"] == "3.4.0" and plain.origins["triton"] == "lock rtx5090-cu128"

@@ -87,7 +87,18 @@ def _server_message(exc: BaseException) -> str:
 
 def _is_connection_error(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"ConnectionError", "ConnectError", "TimeoutException", "ReadTimeout", "ConnectTimeout", "RemoteProtocolError", "ReadError"}) or isinstance(exc, OSError)
+    return bool(
+        names
+        & {
+            "ConnectionError",
+            "ConnectError",
+            "TimeoutException",
+            "ReadTimeout",
+            "ConnectTimeout",
+            "RemoteProtocolError",
+            "ReadError",
+        }
+    ) or isinstance(exc, OSError)
 
 
 class HubStore:
@@ -123,24 +134,48 @@ class HubStore:
 
         status = _status(exc)
         if isinstance(exc, OfflineModeIsEnabled | LocalEntryNotFoundError) and self.offline:
-            return StoreError(f"{what}: HF_HUB_OFFLINE=1 and it is not in the local cache", "run once online first, or unset HF_HUB_OFFLINE")
+            return StoreError(
+                f"{what}: HF_HUB_OFFLINE=1 and it is not in the local cache",
+                "run once online first, or unset HF_HUB_OFFLINE",
+            )
         if isinstance(exc, GatedRepoError):
-            return StoreError(f"{what}: {self.repo_id} is gated", "accept its terms on the Hub with the account of HF_TOKEN")
+            return StoreError(
+                f"{what}: {self.repo_id} is gated", "accept its terms on the Hub with the account of HF_TOKEN"
+            )
         if isinstance(exc, RepositoryNotFoundError) or status == 401:
             if not self.token:
-                return StoreError(f"{what}: {self.repo_type} {self.repo_id} was not found, or it is private", "set HF_TOKEN to a token that can read it")
-            return StoreError(f"{what}: the Hub refused the token for {self.repo_type} {self.repo_id} (HTTP {status or 404})", "check that HF_TOKEN is valid and can read this repo")
+                return StoreError(
+                    f"{what}: {self.repo_type} {self.repo_id} was not found, or it is private",
+                    "set HF_TOKEN to a token that can read it",
+                )
+            return StoreError(
+                f"{what}: the Hub refused the token for {self.repo_type} {self.repo_id} (HTTP {status or 404})",
+                "check that HF_TOKEN is valid and can read this repo",
+            )
         if isinstance(exc, RevisionNotFoundError):
-            return StoreError(f"{what}: branch {self.revision} does not exist in {self.repo_id}", "set HF_REPO_BRANCH to an existing branch")
+            return StoreError(
+                f"{what}: branch {self.revision} does not exist in {self.repo_id}",
+                "set HF_REPO_BRANCH to an existing branch",
+            )
         if isinstance(exc, EntryNotFoundError):
             return StoreError(f"{what}: not found in {self.repo_id}")
         if isinstance(exc, LocalEntryNotFoundError):
-            return StoreError(f"{what}: cannot reach {self.endpoint} and nothing is cached", "check the network, HF_ENDPOINT or proxy settings")
+            return StoreError(
+                f"{what}: cannot reach {self.endpoint} and nothing is cached",
+                "check the network, HF_ENDPOINT or proxy settings",
+            )
         if status is not None:
-            return StoreError(f"{what}: HTTP {status} from {self.endpoint}: {_server_message(exc)}", "try again later" if status >= 500 else None)
-        return StoreError(f"{what}: {type(exc).__name__}: {redaction.redact(str(exc))[:200]}", "check the network and HF_ENDPOINT")
+            return StoreError(
+                f"{what}: HTTP {status} from {self.endpoint}: {_server_message(exc)}",
+                "try again later" if status >= 500 else None,
+            )
+        return StoreError(
+            f"{what}: {type(exc).__name__}: {redaction.redact(str(exc))[:200]}", "check the network and HF_ENDPOINT"
+        )
 
-    def _retrying(self, what: str, call: Callable[[], T], attempts: int = CALL_ATTEMPTS, passthrough: tuple[int, ...] = ()) -> T:
+    def _retrying(
+        self, what: str, call: Callable[[], T], attempts: int = CALL_ATTEMPTS, passthrough: tuple[int, ...] = ()
+    ) -> T:
         """Retry 408/429/5xx and connection errors with bounded backoff; other errors fail fast."""
         for attempt in range(1, attempts + 1):
             try:
@@ -155,7 +190,14 @@ class HubStore:
                 if not retryable or attempt == attempts:
                     raise self._translate(exc, what) from exc
                 delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
-                log.info("%s: %s; retrying in %.1f s (%d/%d)", what, f"HTTP {status}" if status else type(exc).__name__, delay, attempt, attempts)
+                log.info(
+                    "%s: %s; retrying in %.1f s (%d/%d)",
+                    what,
+                    f"HTTP {status}" if status else type(exc).__name__,
+                    delay,
+                    attempt,
+                    attempts,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -212,7 +254,9 @@ class HubStore:
         from huggingface_hub.errors import RepositoryNotFoundError
 
         try:
-            self._retrying(f"looking up {self.repo_id}", lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type))
+            self._retrying(
+                f"looking up {self.repo_id}", lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type)
+            )
         except StoreError as e:
             if isinstance(e.__cause__, RepositoryNotFoundError) and _status(e.__cause__) in (None, 404):
                 return False
@@ -264,12 +308,19 @@ class HubStore:
             contents[manifest.INDEX_FILE] = manifest.dumps(new.to_dict()).encode()
             latest = manifest.choose_latest(new.wheels, self.config.preferred_arch)
             operations: list[Any] = [
-                CommitOperationAdd(path_in_repo=self._path(manifest.check_relative_path(rel)), path_or_fileobj=str(c) if isinstance(c, Path) else c)
+                CommitOperationAdd(
+                    path_in_repo=self._path(manifest.check_relative_path(rel)),
+                    path_or_fileobj=str(c) if isinstance(c, Path) else c,
+                )
                 for rel, c in contents.items()
             ]
             if latest is not None:
                 record = manifest.latest_record(latest, self.wheel_url(latest))
-                operations.append(CommitOperationAdd(path_in_repo=self._path(manifest.LATEST_FILE), path_or_fileobj=manifest.dumps(record).encode()))
+                operations.append(
+                    CommitOperationAdd(
+                        path_in_repo=self._path(manifest.LATEST_FILE), path_or_fileobj=manifest.dumps(record).encode()
+                    )
+                )
             elif any(w.wheel_file for w in old.wheels):
                 operations.append(CommitOperationDelete(path_in_repo=self._path(manifest.LATEST_FILE)))
             try:
@@ -290,7 +341,14 @@ class HubStore:
                     raise
                 last = "someone else published in between (HTTP 412)"
                 delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
-                log.info("%s: %s; re-reading the index and merging in %.1f s (%d/%d)", self.repo_id, last, delay, attempt, COMMIT_ATTEMPTS)
+                log.info(
+                    "%s: %s; re-reading the index and merging in %.1f s (%d/%d)",
+                    self.repo_id,
+                    last,
+                    delay,
+                    attempt,
+                    COMMIT_ATTEMPTS,
+                )
                 time.sleep(delay)
                 continue
             log.info("%s: %s (commit %s)", self.description, message, str(getattr(info, "oid", ""))[:12])
@@ -320,18 +378,27 @@ def init_repo(config: StoreConfig, env: Mapping[str, str], *, dry_run: bool = Fa
     namespace = store.repo_id.split("/", 1)[0]
     orgs = {o.get("name") for o in who.get("orgs") or [] if isinstance(o, dict)}
     if namespace != user and namespace not in orgs:
-        log.warning("%s is neither %s nor one of their organizations: creating or writing may be refused", namespace, user)
+        log.warning(
+            "%s is neither %s nor one of their organizations: creating or writing may be refused", namespace, user
+        )
     exists = store.repo_exists()
     report: dict[str, Any] = {
-        "repo": store.repo_id, "type": store.repo_type, "endpoint": store.endpoint, "user": user,
-        "token_role": role or "unknown", "existed": exists, "dry_run": dry_run,
+        "repo": store.repo_id,
+        "type": store.repo_type,
+        "endpoint": store.endpoint,
+        "user": user,
+        "token_role": role or "unknown",
+        "existed": exists,
+        "dry_run": dry_run,
     }
     if not exists:
         report["action"] = f"would create ({'private' if config.private else 'public'})" if dry_run else "created"
         if not dry_run:
             store._retrying(
                 f"creating {store.repo_id}",
-                lambda: store.api.create_repo(store.repo_id, repo_type=store.repo_type, private=config.private, exist_ok=True),
+                lambda: store.api.create_repo(
+                    store.repo_id, repo_type=store.repo_type, private=config.private, exist_ok=True
+                ),
             )
     card = CARD.format(root=store.root, repo_id=store.repo_id).encode()
     current = None if not exists else store.read_bytes("README.md")
@@ -352,7 +419,9 @@ def init_repo(config: StoreConfig, env: Mapping[str, str], *, dry_run: bool = Fa
         )
         report["card"] = "written"
     if exists or not dry_run:
-        info = store._retrying("reading the repo", lambda: store.api.repo_info(store.repo_id, repo_type=store.repo_type))
+        info = store._retrying(
+            "reading the repo", lambda: store.api.repo_info(store.repo_id, repo_type=store.repo_type)
+        )
         report["private"] = bool(getattr(info, "private", False))
         report["head"] = info.sha
         report["index"] = f"{len(store.read_index().wheels)} wheel(s) under {store.root}/"

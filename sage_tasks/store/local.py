@@ -66,9 +66,13 @@ class LocalStore:
         except IsADirectoryError as e:
             raise StoreError(f"{path} is a directory, expected a file", "repair the store layout") from e
         except PermissionError as e:
-            raise StoreError(f"cannot read {path}: permission denied", "fix the store's permissions or pass --store DIR") from e
+            raise StoreError(
+                f"cannot read {path}: permission denied", "fix the store's permissions or pass --store DIR"
+            ) from e
         except OSError as e:
-            raise StoreError(f"cannot read {path}: {e.strerror}", "check the store location (--store / SAGE_STORE)") from e
+            raise StoreError(
+                f"cannot read {path}: {e.strerror}", "check the store location (--store / SAGE_STORE)"
+            ) from e
 
     def read_index(self) -> Index:
         if self.base.exists() and not self.base.is_dir():
@@ -110,7 +114,9 @@ class LocalStore:
             self.root.mkdir(parents=True, exist_ok=True)
             handle = (self.root / ".lock").open("a")
         except OSError as e:
-            raise StoreError(f"cannot write to store {self.root}: {e.strerror}", "pass --store with a writable directory") from e
+            raise StoreError(
+                f"cannot write to store {self.root}: {e.strerror}", "pass --store with a writable directory"
+            ) from e
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -145,7 +151,9 @@ class LocalStore:
                 index_written = True
                 latest = manifest.choose_latest(new_index.wheels, self.preferred_arch)
                 if latest is not None:
-                    manifest.write_atomic(self.root / manifest.LATEST_FILE, manifest.dumps(manifest.latest_record(latest)))
+                    manifest.write_atomic(
+                        self.root / manifest.LATEST_FILE, manifest.dumps(manifest.latest_record(latest))
+                    )
                 else:
                     (self.root / manifest.LATEST_FILE).unlink(missing_ok=True)
                 _fsync_dir(self.root)
