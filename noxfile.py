@@ -90,6 +90,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-m", "not gpu", *session.posargs)
 
 
+@nox.session(default=False, venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The GPU tests, in the interpreter on PATH (it must have a CUDA torch); needs SAGE_SOURCE_DIR."""
+    session.run(
+        "python", "-m", "pytest", "tests/test_gpu.py", "tests/test_kernel_gate.py", *session.posargs, external=True
+    )
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff; the workflows against GitHub's schema (check-jsonschema) and audited by zizmor, offline."""
