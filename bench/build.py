@@ -107,7 +107,7 @@ def compare(args: argparse.Namespace, work: Path) -> dict[str, object]:
         "ratio_ours_over_upstream": round(our_s / up_s, 3) if up_s else None,
         "peak_memory_mib": dict(PEAKS),
         "mem_available_mib_at_start": mem_available_mib(),
-        "order": "upstream first, then sage-tasks (same page cache for the sources)",
+        "order": args.order,
     }
 
 
@@ -145,6 +145,7 @@ def main() -> int:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--kill-after", type=float, default=90.0)
+    parser.add_argument("--order", choices=("upstream-first", "ours-first"), default="upstream-first")
     parser.add_argument("--out")
     parser.add_argument("--work", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args()

@@ -143,25 +143,24 @@ def size_jobs(
     """How many compiler processes may run at once, from cores *and* free memory.
 
     Extensions build side by side (``EXT_PARALLEL``), each running ``MAX_JOBS`` compiler
-    jobs; their product must fit in memory. Memory, not cores, is what kills a build: a
-    compiler job that waits for a core costs time, one that does not fit costs the build.
+    jobs; their product is the number of compilers at once. Memory bounds it hard (a job that
+    does not fit kills the build); cores bound it softly, at two jobs per core (nvcc jobs wait
+    on I/O and on each other; more than that only adds memory).
     """
     per_job = max(recipe.memory_per_job_gib, 0.25) * 1024
+    by_cores = max(1, 2 * cores)
     if mem_available_mib:
         by_memory = max(1, int(mem_available_mib * MEMORY_HEADROOM // per_job))
-        memo = f"{mem_available_mib / 1024:.0f} GiB available / {recipe.memory_per_job_gib:g} GiB per job"
+        memo = f"{mem_available_mib / 1024:.0f} GiB available / {recipe.memory_per_job_gib:g} GiB per job = {by_memory}"
     else:
-        by_memory, memo = max(1, cores), "memory unknown"
-    ext = ext_parallel or max(1, min(recipe.extensions, by_memory))
-    jobs = max_jobs or max(1, min(cores, by_memory // ext))
-    origin = []
-    if max_jobs:
-        origin.append("MAX_JOBS from the environment")
-    if ext_parallel:
-        origin.append("EXT_PARALLEL from the environment")
-    reason = f"{cores} cores, {memo} → at most {by_memory} jobs"
-    if origin:
-        reason += "; " + ", ".join(origin)
+        by_memory, memo = by_cores, "memory unknown"
+    budget = min(by_memory, by_cores)
+    ext = ext_parallel or max(1, min(recipe.extensions, budget))
+    jobs = max_jobs or max(1, budget // ext)
+    reason = f"{cores} cores (at most {by_cores} jobs), {memo} → {budget} compiler jobs at once"
+    overrides = [name for name, value in (("MAX_JOBS", max_jobs), ("EXT_PARALLEL", ext_parallel)) if value]
+    if overrides:
+        reason += f"; {' and '.join(overrides)} from the environment"
     return Parallelism(max_jobs=jobs, ext_parallel=ext, reason=reason)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from sage_tasks import binaries
 from sage_tasks.errors import IntegrityError
+from tests import support
 
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is needed to make real fatbins")
@@ -96,6 +97,11 @@ def test_not_an_elf_is_an_integrity_error(tmp_path):
         binaries.list_wheel(wheel)
 
 
-def test_cuobjdump_listing_parser():
-    text = "ELF file    1: _qattn_sm90.1.sm_90a.cubin\nELF file    2: _qattn_sm90.2.sm_120.cubin\nPTX file    1: _qattn_sm90.1.sm_80.ptx\n"
-    assert binaries.parse_cuobjdump(text) == ({"sm_90a", "sm_120"}, {"compute_80"})
+def test_cuobjdump_listing_parser_on_a_real_capture():
+    """``cuobjdump --list-elf --list-ptx`` of the three extensions of a 12.0 SageAttention build (H100 host)."""
+    text = (support.CAPTURES / "h100-cuda13" / "cuobjdump-list-sm120.txt").read_text()
+    per_extension = text.split("== ")[1:]
+    assert len(per_extension) == 3
+    for block in per_extension:
+        assert binaries.parse_cuobjdump(block) == ({"sm_120"}, set())
+    assert binaries.parse_cuobjdump("PTX file    1: x.1.sm_80.ptx\nELF file    1: x.1.sm_90a.cubin\n") == ({"sm_90a"}, {"compute_80"})

@@ -50,10 +50,15 @@ def gpu_env(tmp_path: Path) -> dict[str, str]:
 
 
 def keep(name: str, data: object) -> None:
+    """Save a record (and the kernel report it names) under SAGE_PROOF_DIR, when set."""
     proof = os.environ.get("SAGE_PROOF_DIR")
-    if proof:
-        Path(proof).mkdir(parents=True, exist_ok=True)
-        Path(proof, name).write_text(json.dumps(data, indent=1))
+    if not proof:
+        return
+    Path(proof).mkdir(parents=True, exist_ok=True)
+    Path(proof, name).write_text(json.dumps(data, indent=1))
+    report = (data.get("result", {}).get("test_kernel") or {}).get("report") if isinstance(data, dict) else None
+    if report and Path(report).is_file():
+        shutil.copy(report, Path(proof, name.replace(".json", "-kernel-report.json")))
 
 
 def stages(report: dict) -> dict[str, str]:
