@@ -33,7 +33,7 @@ from sage_tasks import (
     publish as publish_mod,
 )
 from sage_tasks import settings as settings_mod
-from sage_tasks.errors import SageTasksError
+from sage_tasks.errors import EnvironmentProblem, SageTasksError
 from sage_tasks.manifest import dumps, write_atomic
 from sage_tasks.store import open_store
 from sage_tasks.store.local import DistStore
@@ -61,6 +61,10 @@ def _guard(verbose: bool = False) -> Iterator[None]:
         yield
     except SageTasksError as e:
         raise Exit(redaction.redact(e.one_line()), code=int(e.code)) from e
+    except OSError as e:  # a full disk or a file-size limit outside the places that expect it
+        where = f" ({e.filename})" if e.filename else ""
+        problem = EnvironmentProblem(f"{e.strerror or e}{where}", "free disk space or raise the limit, then run again")
+        raise Exit(redaction.redact(problem.one_line()), code=int(problem.code)) from e
 
 
 def _settings(**flags: object) -> settings_mod.Settings:
@@ -265,6 +269,32 @@ def publish(
             render.emit(f"{result.outcome}: {result.entry.wheel_file} → {result.store}")
 
 
+@task(help=_help(
+    "store", "hub", "json", "verbose",
+    wheel="file name of the published wheel",
+    reason="what is wrong with it (recorded with the time)",
+))  # fmt: skip
+def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
+    """Quarantine a published wheel: fetch never selects it again (the file is kept)."""
+    with _guard(verbose):
+        s = _settings(store=store, hub=hub)
+        result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, reason)
+        render.emit_json(result.to_dict()) if json else render.emit(
+            f"{'yanked' if result.changed else 'already yanked'}: {wheel} ({reason})"
+        )
+
+
+@task(help=_help("store", "hub", "json", "verbose", wheel="file name of the yanked wheel"))
+def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
+    """Reverse a yank: the wheel can be selected again."""
+    with _guard(verbose):
+        s = _settings(store=store, hub=hub)
+        result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, None)
+        render.emit_json(result.to_dict()) if json else render.emit(
+            f"{'unyanked' if result.changed else 'was not yanked'}: {wheel}"
+        )
+
+
 @task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))
 def summary(c, recipe=None, dist=None):
     """Markdown table of the built wheels in dist/ and their kernel-test verdicts (CI job summaries)."""
@@ -348,5 +378,5 @@ def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
         render.emit_json(result) if json else render.emit(render.table(list(result.items())))
 
 
-ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries, summary, source)
+ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries, summary, source, yank, unyank)
 ns.configure({"run": {"echo": True}})

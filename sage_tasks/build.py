@@ -472,6 +472,19 @@ def _built_wheel(out_dir: Path, package: str) -> Path:
 
 
 def execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
+    try:
+        return _execute(plan, env)
+    except OSError as e:  # full disk, file-size limit: say where, leave nothing half-written in dist
+        for partial in plan.dist_dir.glob(".*.tmp"):
+            partial.unlink(missing_ok=True)
+        where = e.filename or plan.work_dir
+        raise BuildError(
+            f"writing {where} failed: {e.strerror or e}",
+            f"free disk space (or raise the limit) and build again; log: {plan.log_path}",
+        ) from e
+
+
+def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
     started = dt.datetime.now(dt.UTC)
     watch = logsetup.Stopwatch()
     logsetup.step(log, f"build {plan.recipe.name} for {', '.join(plan.archs) or 'the host'} → {plan.dist_dir}")

@@ -77,7 +77,7 @@ def fetch(
                     resumed = response.status_code == 206
                     expected = response.headers.get("Content-Length")
                     with part.open("ab" if resumed else "wb") as out:
-                        for block in response.iter_content(1 << 20):
+                        for block in response.iter_content(1 << 16):  # small blocks: a cut body keeps what arrived
                             out.write(block)
                     got = part.stat().st_size
                     total = (have if resumed else 0) + int(expected) if expected else None

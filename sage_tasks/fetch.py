@@ -163,6 +163,15 @@ def fetch_from_store(
     want = want_for(settings, machine)
     selection = select_wheel(index.wheels, want)
     report_selection(selection, store.description)
+    installed_now = machine.target.version_of(settings.recipe.package)
+    for entry in index.wheels:
+        if entry.yanked and entry.version == installed_now:
+            log.warning(
+                "the installed %s %s was yanked (%s): replacing it",
+                entry.package,
+                installed_now,
+                entry.yanked.get("reason"),
+            )
     entry = selection.chosen
     if entry is None:
         raise NoMatchError(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest, wheelfile
-from .errors import ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
+from .errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
 from .manifest import Index, WheelManifest
 from .store import Store
 
@@ -124,3 +124,39 @@ def publish_all(
     if not pairs:
         raise NoMatchError(f"no built {package} wheel with a manifest in {dist_dir}", "run `invoke build` first")
     return [publish(store, w, m, allow_unverified=allow_unverified, replace=replace) for w, m in pairs]
+
+
+@dataclass(frozen=True)
+class YankResult:
+    wheel_file: str
+    store: str
+    yanked: dict[str, str] | None
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wheel_file": self.wheel_file, "store": self.store, "yanked": self.yanked, "changed": self.changed}
+
+
+def set_yanked(store: Store, wheel_file: str, reason: str | None) -> YankResult:
+    """Mark a published wheel as bad (``reason``) or good again (None), in one atomic commit.
+    The wheel file is kept: a yank is reversible and leaves a trace."""
+    manifest.check_wheel_name(wheel_file)
+    if reason is not None and not reason.strip():
+        raise ConfigError("a yank needs a reason", 'pass --reason "what is wrong with it"')
+    state: dict[str, Any] = {}
+
+    def update(index: Index) -> Index:
+        entry = index.get(wheel_file)
+        if entry is None:
+            known = ", ".join(w.wheel_file for w in index.wheels) or "none"
+            raise NoMatchError(f"{wheel_file} is not in {store.description}", f"published wheels: {known}")
+        state["changed"] = (entry.yanked is None) == (reason is not None)
+        if not state["changed"]:
+            state["yanked"] = entry.yanked  # already in the wanted state: keep its first reason and time
+            return index
+        state["yanked"] = {"reason": reason.strip(), "at": manifest.now()} if reason is not None else None
+        return index.with_entry(entry.replace(yanked=state["yanked"]))
+
+    verb = "yank" if reason is not None else "unyank"
+    store.commit({}, update, f"{verb} {wheel_file}" + (f": {reason}" if reason else ""))
+    return YankResult(wheel_file, store.description, state["yanked"], state["changed"])

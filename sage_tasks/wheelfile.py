@@ -99,6 +99,17 @@ def relabel(src: Path, dest_dir: Path, label: str) -> Path:
     target = dest_dir / src.name.replace(old_prefix, new_prefix, 1)
     dest_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        _rewrite(src, tmp, old_prefix, new_prefix, new_version)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    inspect(target)
+    return target
+
+
+def _rewrite(src: Path, tmp: Path, old_prefix: str, new_prefix: str, new_version: str) -> None:
     with zipfile.ZipFile(src) as zin:
         old_info = _dist_info(zin)
         new_info = old_info.replace(old_prefix, new_prefix, 1)
@@ -123,6 +134,3 @@ def relabel(src: Path, dest_dir: Path, label: str) -> Path:
             writer.writerows(records)
             writer.writerow((f"{new_info}/RECORD", "", ""))
             zout.writestr(f"{new_info}/RECORD", out.getvalue())
-    tmp.replace(target)
-    inspect(target)
-    return target

@@ -107,3 +107,19 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> s
     wheels.append(support.make_wheel(built / "old", "torchaudio", "2.7.0+cu128", {"torchaudio/__init__.py": ""}))
     wheels += sorted(wheelhouse.glob("*.whl"))
     return support.build_simple_index(root / "whl" / "cu128", wheels)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Print the fault-injection counts (and save them when SAGE_RELIABILITY_OUT is set)."""
+    if not support.FAULTS:
+        return
+    terminalreporter.section("fault injection")
+    for kind, counts in sorted(support.FAULTS.items()):
+        terminalreporter.write_line(
+            f"{kind:45} injected {counts['injected']:5d}  survived {counts['survived']:5d}  data lost {counts['lost']}"
+        )
+    out = os.environ.get("SAGE_RELIABILITY_OUT")
+    if out:
+        import json
+
+        Path(out).write_text(json.dumps(support.FAULTS, indent=1, sort_keys=True))

@@ -556,3 +556,16 @@ def demo_manifest(wheel: Path, status: str = "passed", **changes):
     entry = WheelManifest(**fields)
     manifest.write_manifest_file(wheel.with_name(wheel.name + ".json"), entry)
     return entry
+
+
+# ---------------------------------------------------------------- fault counts for RELIABILITY.md
+
+FAULTS: dict[str, dict[str, int]] = {}
+
+
+def count_fault(kind: str, injected: int = 1, survived: int = 1, lost: int = 0) -> None:
+    """Record faults injected by a reliability test (printed at the end of the run)."""
+    entry = FAULTS.setdefault(kind, {"injected": 0, "survived": 0, "lost": 0})
+    entry["injected"] += injected
+    entry["survived"] += survived
+    entry["lost"] += lost

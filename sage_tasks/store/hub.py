@@ -157,13 +157,15 @@ class HubStore:
                 f"{what}: branch {self.revision} does not exist in {self.repo_id}",
                 "set HF_REPO_BRANCH to an existing branch",
             )
+        if isinstance(exc, LocalEntryNotFoundError):  # a subclass of EntryNotFoundError: test it first
+            underlying = _status(exc.__cause__) or _status(exc.__context__)
+            why = f"HTTP {underlying} after retries" if underlying else "no answer"
+            return StoreError(
+                f"{what}: cannot reach {self.endpoint} ({why}) and nothing is cached",
+                "check the network, HF_ENDPOINT or proxy settings, and try again later",
+            )
         if isinstance(exc, EntryNotFoundError):
             return StoreError(f"{what}: not found in {self.repo_id}")
-        if isinstance(exc, LocalEntryNotFoundError):
-            return StoreError(
-                f"{what}: cannot reach {self.endpoint} and nothing is cached",
-                "check the network, HF_ENDPOINT or proxy settings",
-            )
         if status is not None:
             return StoreError(
                 f"{what}: HTTP {status} from {self.endpoint}: {_server_message(exc)}",
@@ -221,17 +223,26 @@ class HubStore:
             )
         )
 
-    def _read_json(self, path: str, revision: str | None = None) -> Any | None:
-        """The JSON at ``path``, or None if the repo has no such file."""
-        from huggingface_hub.errors import EntryNotFoundError
+    def _fetch_file(self, path: str, revision: str | None = None) -> Path | None:
+        """A file of the repo through the cache, or None if the repo has no such file.
+
+        ``huggingface_hub`` retries downloads itself, so this does not retry again. "Not in
+        the repo" is only the server's answer: failing to reach it is an error, never "missing".
+        """
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
         try:
-            local = self._retrying(f"reading {path}", lambda: self._download(path, revision))
+            return self._retrying(f"reading {path}", lambda: self._download(path, revision), attempts=1)
         except StoreError as e:
-            if isinstance(e.__cause__, EntryNotFoundError):
+            cause = e.__cause__
+            if isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError):
                 return None
             raise
-        return manifest.parse_json(local.read_bytes(), f"{self.description}/{path}")
+
+    def _read_json(self, path: str, revision: str | None = None) -> Any | None:
+        """The JSON at ``path``, or None if the repo has no such file."""
+        local = self._fetch_file(path, revision)
+        return None if local is None else manifest.parse_json(local.read_bytes(), f"{self.description}/{path}")
 
     def _read(self, revision: str | None, fallback: bool) -> tuple[Index, str]:
         data = self._read_json(self._path(manifest.INDEX_FILE), revision)
@@ -265,19 +276,13 @@ class HubStore:
 
     def read_bytes(self, path: str) -> bytes | None:
         """A file of the repo (not under the root), or None if it has none."""
-        from huggingface_hub.errors import EntryNotFoundError
-
-        try:
-            return self._retrying(f"reading {path}", lambda: self._download(path)).read_bytes()
-        except StoreError as e:
-            if isinstance(e.__cause__, EntryNotFoundError):
-                return None
-            raise
+        local = self._fetch_file(path)
+        return None if local is None else local.read_bytes()
 
     def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
         root = self._legacy_root if entry.legacy else self.root
         path = self._path(manifest.check_relative_path(entry.wheel_path), root)
-        local = self._retrying(f"downloading {path}", lambda: self._download(path))
+        local = self._retrying(f"downloading {path}", lambda: self._download(path), attempts=1)
         manifest.check_wheel_name(local.name)
         return local
 
