@@ -39,6 +39,8 @@ def tables(report: dict) -> str:
         for s in report["speed"]:
             lines.append(f"| {s['shape']} | {s['dtype']} | {s['sage_ms']:.3f} | {s['sdpa_ms']:.3f} | "
                          f"{s['sage_tops']} | {s['sdpa_tops']} | {s['speedup']:.3f} |")  # fmt: skip
+    if report.get("speed_note"):
+        lines += ["", f"note: {report['speed_note']}"]
     lines += ["", f"summary: {report.get('summary')}", f"thresholds: {report.get('thresholds')}"]
     return "\n".join(lines)
 

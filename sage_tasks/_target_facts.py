@@ -115,6 +115,20 @@ def imported_torch_facts() -> dict[str, object]:
     return facts
 
 
+def installed_files(name: str) -> dict[str, object] | None:
+    """Where an installed distribution lives and the files its RECORD lists (to replace it)."""
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+    return {
+        "version": dist.version,
+        "site": str(dist.locate_file("")),
+        "files": [str(f) for f in dist.files or []],
+        "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+    }
+
+
 def collect(extra: list[str] | tuple[str, ...] = (), import_torch: bool = False) -> dict[str, object]:
     names = list(dict.fromkeys([*STACK, *extra]))
     facts: dict[str, object] = {
@@ -127,6 +141,8 @@ def collect(extra: list[str] | tuple[str, ...] = (), import_torch: bool = False)
         "gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
         "platform": sysconfig.get_platform(),
         "packages": {name: _version(name) for name in names},
+        "paths": sysconfig.get_paths(),
+        "installs": {name: installed_files(name) for name in extra},
         "torch": torch_facts(),
     }
     if import_torch:

@@ -99,7 +99,7 @@ def flavor_from_cuda(cuda: str | None) -> str:
 
 def cuda_from_flavor(flavor: str | None) -> str | None:
     """``"cu128"`` → ``"12.8"``, ``"cu130"`` → ``"13.0"``; anything else → None."""
-    match = re.fullmatch(r"cu(\d+)(\d)", flavor or "")
+    match = re.fullmatch(r"cu(\d{1,2})(\d)", flavor or "")
     return f"{int(match.group(1))}.{match.group(2)}" if match else None
 
 

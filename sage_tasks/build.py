@@ -184,7 +184,7 @@ def _source(settings: Settings) -> tuple[str, str]:
         raise ConfigError(
             f"--source {settings.source} is neither a directory nor a tarball", "pass a source checkout or .tar.gz"
         )
-    if not settings.recipe.source.repo or not settings.recipe.source.ref:
+    if not settings.recipe.source.repo or not (settings.recipe.source.ref or settings.recipe.source.commit):
         raise ConfigError(f"recipe {settings.recipe.name} names no source repository", "pass --source PATH")
     return "git", settings.recipe.source.repo
 
@@ -322,10 +322,23 @@ def _head(path: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def clone_verified(repo: str, ref: str, commit: str | None, dest: Path, env: Mapping[str, str]) -> str:
-    """Clone ``ref`` of ``repo`` into ``dest``; the commit it resolves to must be ``commit``."""
+def clone_verified(repo: str, ref: str | None, commit: str | None, dest: Path, env: Mapping[str, str]) -> str:
+    """Clone ``ref`` of ``repo`` into ``dest``; the commit it resolves to must be ``commit``.
+
+    Without a ref (or with the commit as ref) the commit itself is fetched: nothing can move.
+    """
     quiet = {**env, "GIT_TERMINAL_PROMPT": "0"}
-    _git(["-c", "advice.detachedHead=false", "clone", "--depth", "1", "--branch", ref, repo, str(dest)], env=quiet)
+    if commit and ref in (None, commit):
+        dest.mkdir(parents=True)
+        _git(["init", "-q", str(dest)], env=quiet)
+        _git(["-C", str(dest), "fetch", "-q", "--depth", "1", repo, commit], env=quiet)
+        _git(
+            ["-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", "FETCH_HEAD"], env=quiet
+        )
+    elif ref:
+        _git(["-c", "advice.detachedHead=false", "clone", "--depth", "1", "--branch", ref, repo, str(dest)], env=quiet)
+    else:
+        raise ConfigError(f"no ref and no commit to fetch from {repo}", "set [source] ref or commit in the recipe")
     got = _head(dest) or ""
     if commit and got != commit:
         shutil.rmtree(dest, ignore_errors=True)
@@ -344,7 +357,7 @@ def checkout(plan: BuildPlan, env: Mapping[str, str]) -> str:
         return current
     fresh = plan.work_dir / "src.new"
     shutil.rmtree(fresh, ignore_errors=True)
-    got = clone_verified(plan.source, plan.ref or "HEAD", plan.commit, fresh, env)
+    got = clone_verified(plan.source, plan.ref, plan.commit, fresh, env)
     if plan.src_dir.exists():
         shutil.rmtree(plan.src_dir)  # build outputs of other sources must not leak into this one
     fresh.rename(plan.src_dir)
@@ -356,7 +369,7 @@ def export_source(settings: Settings, dest: Path) -> str:
     recipe = settings.recipe
     if dest.exists():
         raise ConfigError(f"{dest} already exists", "choose a new folder")
-    if not recipe.source.repo or not recipe.source.ref:
+    if not recipe.source.repo:
         raise ConfigError(f"recipe {recipe.name} names no source repository")
     return clone_verified(recipe.source.repo, recipe.source.ref, recipe.source.commit, dest, settings.env)
 

@@ -9,15 +9,17 @@ is read back. ``WHEEL_URL`` (only when set) bypasses selection but not the hash 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import binaries, download, manifest, probe, runner, wheelfile
+from . import install as installer
 from . import log as logsetup
 from .errors import EnvironmentProblem, IntegrityError, NoMatchError
 from .manifest import Index, WheelManifest
-from .probe import Machine
+from .probe import Machine, TargetEnv
 from .selection import Selection, Want, select_wheel
 from .settings import Settings
 from .store import Store
@@ -118,27 +120,31 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
         raise IntegrityError(f"{so} in {path.name} has no machine code for compute capability {', '.join(lacking)}")
 
 
-def install(python: str, wheel: Path, env: dict[str, str] | Any, expected_version: str, package: str) -> str:
-    """pip install --no-deps into the target, then read the installed version back."""
-    runner.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-index",
-            "--force-reinstall",
-            "--disable-pip-version-check",
-            str(wheel),
-        ],
-        env=env,
-        error=EnvironmentProblem,
-        hint=f"pip could not install {wheel.name} into {python}; the previous installation (if any) was kept",
-    )
-    installed = probe.read_target(python, extra=[package], env=env).version_of(package)
+def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_version: str, package: str) -> str:
+    """Install --no-deps into the target (all or nothing), then read the installed version back."""
+    try:
+        installer.install_wheel(wheel, target, package)
+    except installer.Unsupported as why:
+        log.info("%s needs pip (%s)", wheel.name, why)
+        runner.run(
+            [
+                target.python,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-index",
+                "--force-reinstall",
+                "--disable-pip-version-check",
+                str(wheel),
+            ],
+            env=env,
+            error=EnvironmentProblem,
+            hint=f"pip could not install {wheel.name} into {target.python}; the previous installation (if any) was kept",
+        )
+    installed = probe.read_target(target.python, extra=[package], env=env).version_of(package)
     if installed != expected_version:
-        raise EnvironmentProblem(f"after installing {wheel.name}, {python} reports {package} {installed}")
+        raise EnvironmentProblem(f"after installing {wheel.name}, {target.python} reports {package} {installed}")
     return installed
 
 
@@ -186,7 +192,7 @@ def fetch_from_store(
     check_against_wheel(wheel, entry, want)
     installed = None
     if install_wheel:
-        installed = install(machine.target.python, wheel, settings.env, entry.version, settings.recipe.package)
+        installed = install(machine.target, wheel, settings.env, entry.version, settings.recipe.package)
         log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
     logsetup.end_step(log)
     return FetchResult(
@@ -228,5 +234,5 @@ def fetch_from_url(
         check_against_wheel(wheel, entry, want)
     installed = None
     if install_wheel:
-        installed = install(machine.target.python, wheel, settings.env, info.version, settings.recipe.package)
+        installed = install(machine.target, wheel, settings.env, info.version, settings.recipe.package)
     return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want)

@@ -23,7 +23,7 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from . import minischema, redaction
-from .archs import parse_arch_list, sm_number
+from .archs import cuda_from_flavor, parse_arch_list, sm_number
 from .errors import ConfigError, IntegrityError, StoreError
 from .locations import manifests_dir
 
@@ -54,6 +54,7 @@ def check_wheel_name(name: str) -> str:
     """A bare wheel file name, or IntegrityError: no separators, no ``..``, no URL tricks."""
     if (
         not isinstance(name, str)
+        or len(name) > 255
         or name != name.strip()
         or "/" in name
         or "\\" in name
@@ -62,11 +63,13 @@ def check_wheel_name(name: str) -> str:
         or name.startswith(".")
         or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+!-]*\.whl", name)
     ):
-        raise IntegrityError(f"refusing wheel file name {name!r}", "a stored wheel must have a plain file name")
+        raise IntegrityError(
+            f"refusing wheel file name {str(name)[:120]!r}", "a stored wheel must have a plain file name"
+        )
     try:
         parse_wheel_filename(name)
-    except InvalidWheelFilename as e:
-        raise IntegrityError(f"refusing wheel file name {name!r}: {e}") from e
+    except (InvalidWheelFilename, ValueError) as e:
+        raise IntegrityError(f"refusing wheel file name {name[:120]!r}: not a valid wheel file name") from e
     return name
 
 
@@ -240,7 +243,7 @@ def changed_manifests(old: Index, new: Index) -> dict[str, bytes]:
 def parse_json(text: str | bytes, where: str, error: type[Exception] = StoreError) -> Any:
     try:
         return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # bad JSON, bad UTF-8, integers too long to convert
         raise error(f"{where} is not valid JSON: {e}", "restore the file or republish") from e  # type: ignore[call-arg]
 
 
@@ -294,9 +297,8 @@ def from_legacy_latest(data: Any, where: str, folder: str = "") -> WheelManifest
     _, version, _, _ = parse_wheel_filename(name)
     torch_version = data.get("torch_version")
     cuda = None
-    if isinstance(torch_version, str) and "+cu" in torch_version:
-        flavor = torch_version.split("+", 1)[1]
-        cuda = f"{int(flavor[2:-1])}.{flavor[-1]}" if re.fullmatch(r"cu\d{3,}", flavor) else None
+    if isinstance(torch_version, str) and "+" in torch_version:
+        cuda = cuda_from_flavor(torch_version.split("+", 1)[1])
     target = data.get("target_arch") if isinstance(data.get("target_arch"), str) else None
     try:
         target_archs = parse_arch_list(target)
@@ -360,7 +362,7 @@ def write_manifest_file(path: Path, entry: WheelManifest) -> None:
 
 def read_manifest_file(path: Path) -> WheelManifest:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise IntegrityError(f"cannot read manifest {path}: {e.strerror}") from e
-    return from_dict(parse_json(text, str(path), IntegrityError), str(path))
+    return from_dict(parse_json(raw, str(path), IntegrityError), str(path))

@@ -225,7 +225,7 @@ def _build_path(
         rec.detail = f"{built.wheel.name}"
     with report.stage("install") as rec:
         rec.detail = fetch.install(
-            found.target.python, built.wheel, settings.env, built.entry.version, settings.recipe.package
+            found.target, built.wheel, settings.env, built.entry.version, settings.recipe.package
         )
     checked = _check(settings, found, report, quick=False, fatal_unverified=not allow_unverified)
     with report.stage("publish") as rec:

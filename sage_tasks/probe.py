@@ -57,6 +57,8 @@ class TargetEnv:
     torch_cxx11_abi: bool | None = None
     torch_cxx11_abi_source: str | None = None
     torch_imported: Mapping[str, object] | None = None
+    paths: Mapping[str, str] = field(default_factory=dict)
+    installs: Mapping[str, Mapping[str, object] | None] = field(default_factory=dict)
 
     @property
     def python_tag(self) -> str:
@@ -91,6 +93,7 @@ class Machine:
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data["target"]["packages"] = dict(self.target.packages)
+        data["target"].pop("installs", None)  # file lists: for the installer, not for reports
         data["target"]["python_tag"] = self.target.python_tag
         data["compute_capabilities"] = list(self.compute_capabilities)
         return data
@@ -331,6 +334,8 @@ def read_target(
         torch_cxx11_abi=torch.get("cxx11_abi"),
         torch_cxx11_abi_source=torch.get("cxx11_abi_source"),
         torch_imported=imported if isinstance(imported, dict) else None,
+        paths=dict(facts.get("paths") or {}),  # type: ignore[arg-type]
+        installs=dict(facts.get("installs") or {}),  # type: ignore[arg-type]
     )
 
 

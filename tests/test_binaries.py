@@ -104,4 +104,7 @@ def test_cuobjdump_listing_parser_on_a_real_capture():
     assert len(per_extension) == 3
     for block in per_extension:
         assert binaries.parse_cuobjdump(block) == ({"sm_120"}, set())
-    assert binaries.parse_cuobjdump("PTX file    1: x.1.sm_80.ptx\nELF file    1: x.1.sm_90a.cubin\n") == ({"sm_90a"}, {"compute_80"})
+    assert binaries.parse_cuobjdump("PTX file    1: x.1.sm_80.ptx\nELF file    1: x.1.sm_90a.cubin\n") == (
+        {"sm_90a"},
+        {"compute_80"},
+    )
