@@ -257,6 +257,9 @@ def plan_build(
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(wanted)
         env["CUDA_HOME"] = str(Path(nvcc.path).parent.parent)
     label = archs.wheel_local_label(torch_version, target.torch_cuda) if torch_version else None
+    if label and recipe.source.commit and not recipe.source.ref:
+        # a commit that is not a release: name it, so two sources never share a wheel file name
+        label += f".g{recipe.source.commit[:7]}"
     return BuildPlan(
         recipe=recipe,
         python=target.python,

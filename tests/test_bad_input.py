@@ -95,6 +95,7 @@ def test_manifest_with_a_path_in_its_wheel_name(world, tmp_path):
     Path(f"{wheel}.json").write_text(json.dumps(entry))
     code, line = run_bad(world, "publish", "--wheel", str(wheel), "--allow-unverified")
     assert code == 7 and "malformed" in line
+    support.count_fault("hostile wheel names (index, manifest, wheel members)")
 
 
 @pytest.mark.parametrize(
@@ -117,6 +118,7 @@ def test_index_with_hostile_wheel_names(world, name):
     finally:
         index_path.write_text(original)
     assert code == 6 and ("refusing wheel file name" in line or "malformed" in line)
+    support.count_fault("hostile wheel names (index, manifest, wheel members)")
 
 
 def test_malformed_index(world):
@@ -164,3 +166,4 @@ def test_wheel_url_without_a_known_hash_is_refused(world):
     }
     code, line = run_bad(world, "fetch", "--python", str(world["venv"]), "--recipe", str(world["recipe"]), env=env)
     assert code == 2 and "plain-HTTP" in line
+    support.count_fault("plain-http wheel URL (refused)")

@@ -114,3 +114,11 @@ class TestJobSizing:
 def test_source_path_must_exist(tmp_path: Path):
     with pytest.raises(ConfigError, match="neither a directory nor a tarball"):
         build.plan_build(resolved(source=str(tmp_path / "nope")), machine())
+
+
+def test_a_commit_pinned_recipe_names_its_commit_in_the_label():
+    plan = build.plan_build(
+        resolved(recipe="sageattention-2.2.0-d1a57a5", arch="9.0"), machine(gpus=(("NVIDIA H100 80GB HBM3", "9.0"),))
+    )
+    assert plan.label == "cu128torch2.8.0.gd1a57a5"
+    assert plan.commit == "d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5" and plan.ref is None

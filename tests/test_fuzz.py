@@ -39,6 +39,8 @@ def count(name: str) -> None:
 
 def teardown_module() -> None:
     print("\nfuzz cases: " + " ".join(f"{name}={n}" for name, n in CASES.items()))
+    for name, n in CASES.items():
+        support.count_fault(f"fuzzed documents: {name}", injected=n, survived=n)
 
 
 # ---------------------------------------------------------------- the schema, twice

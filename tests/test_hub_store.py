@@ -19,9 +19,12 @@ REPO_ID = "tester/sage-wheels"
 
 
 @pytest.fixture
-def hub():
+def hub(tmp_path: Path):
+    """The loopback Hub; afterwards, nothing anything wrote under tmp_path may hold its token."""
     with HubServer().start() as server:
         yield server
+        written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
+        assert not [p for p in written if server.token.encode() in p.read_bytes()], "the token was written to disk"
 
 
 @pytest.fixture
@@ -135,6 +138,7 @@ def test_four_concurrent_publishers_all_land(tasks, hub, env, tmp_path):
     for entry in index["wheels"]:
         assert f"sageattention/{entry['wheel_path']}" in files
     assert any("412" in err for _, err in results)  # at least one had to merge
+    support.count_fault("concurrent Hub publishers", injected=4, survived=4)
 
 
 def test_publish_retries_503_then_succeeds(tasks, hub, env, tmp_path):
@@ -145,6 +149,7 @@ def test_publish_retries_503_then_succeeds(tasks, hub, env, tmp_path):
     assert published.returncode == 0, published.stderr
     assert "HTTP 503; retrying" in published.stderr
     assert hub.commit_count(REPO_ID) == before + 1
+    support.count_fault("503 twice on the Hub commit (retried)", injected=2, survived=2)
 
 
 def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tmp_path):
@@ -156,6 +161,7 @@ def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tm
     [line] = [line for line in published.stderr.splitlines() if line.startswith("store error")]
     assert "HTTP 500" in line
     assert hub.head_commit(REPO_ID) == head and hub.repo_files(REPO_ID) == files
+    support.count_fault("500 forever on the Hub commit (repo unchanged)")
 
 
 def test_stored_wheel_that_no_longer_matches_is_refused(tasks, hub, env, recipe, tmp_path):
@@ -171,6 +177,7 @@ def test_stored_wheel_that_no_longer_matches_is_refused(tasks, hub, env, recipe,
     assert result.returncode == 7, result.stderr
     assert "nothing was installed" in result.stderr
     assert support.installed_version(venv, "sage-demo") is None
+    support.count_fault("stored wheel altered on the Hub (refused)")
 
 
 def test_bash_installer_layout_is_still_readable(tasks, hub, env, recipe, tmp_path):
@@ -230,6 +237,7 @@ def test_wrong_token_is_one_clear_line_and_never_printed(tasks, hub, env, recipe
         assert wrong not in text and hub.token not in text
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 5_000_000]
     assert not [p for p in written if wrong.encode() in p.read_bytes()]
+    support.count_fault("wrong token (one line, never printed)", injected=3, survived=3)
 
 
 def publish_demo_files(tmp_path: Path) -> Path:

@@ -75,6 +75,7 @@ def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member):
     with pytest.raises(IntegrityError):
         install.install_wheel(wheel, target(venv), "demo-pkg")
     assert files_of(venv) == before
+    support.count_fault("hostile wheel names (index, manifest, wheel members)")
 
 
 def test_console_script_entry_points_are_left_to_pip(tmp_path):

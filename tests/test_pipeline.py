@@ -119,6 +119,7 @@ def test_tampered_wheel_is_refused_before_install(tasks, demo, env, wheelhouse, 
     assert result.returncode == 7, result.stderr
     assert "sha256" in result.stderr and "nothing was installed" in result.stderr
     assert support.installed_version(victim, "sage-demo") is None
+    support.count_fault("stored wheel altered, local store (refused)")
 
 
 def test_fetch_lists_rejected_candidates_with_reasons(tasks, demo, env, wheelhouse, tmp_path):
@@ -205,3 +206,23 @@ def test_build_from_a_local_source_directory_reuses_the_work_tree(tasks, demo, e
     second = tasks(*args, env=env)
     assert second.returncode == 0
     assert "0 file(s) changed since the last build" in second.stderr
+
+
+def test_a_recipe_pinned_to_a_commit_fetches_that_commit(tasks, env, wheelhouse, tmp_path):
+    repo, first = support.make_demo_repo(tmp_path / "demo-src")
+    (repo / "README").write_text("later\n")
+    support.git("add", "-A", cwd=repo)
+    support.git("commit", "-qm", "later", cwd=repo)  # main moves on; the recipe still pins `first`
+    recipe = tmp_path / "pinned.toml"
+    recipe.write_text(
+        support.write_demo_recipe(tmp_path / "base.toml", repo.as_uri(), first)
+        .read_text()
+        .replace('ref = "v0.1.0"\n', "")
+    )
+    venv = fresh_venv(tmp_path / "venv", wheelhouse)
+    assert tasks("pin", "--python", str(venv), env=env).returncode == 0
+    result = tasks("build", "--python", str(venv), "--recipe", str(recipe), "--json", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = json.loads(Path(json.loads(result.stdout)["manifest"]).read_text())
+    assert manifest["source"]["commit"] == first
+    assert manifest["version"] == f"0.1.0+cu128torch2.8.0.g{first[:7]}"
