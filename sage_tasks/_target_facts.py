@@ -75,7 +75,16 @@ def torch_facts() -> dict[str, object] | None:
     version_py = _torch_file("version.py")
     if version_py is None:
         return None
-    values = _assignments(version_py.read_text(encoding="utf-8"))
+    try:
+        values = _assignments(version_py.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError) as exc:  # a damaged install is a fact too, not a crash
+        return {
+            "version": None,
+            "cuda": None,
+            "cxx11_abi": None,
+            "cxx11_abi_source": None,
+            "error": f"torch/version.py: {exc}",
+        }
     facts: dict[str, object] = {
         "version": values.get("__version__"),
         "cuda": values.get("cuda"),
@@ -87,7 +96,10 @@ def torch_facts() -> dict[str, object] | None:
     }
     init_py = _torch_file("__init__.py")
     if init_py is not None:
-        abi = _abi_from_init(init_py.read_text(encoding="utf-8"))
+        try:
+            abi = _abi_from_init(init_py.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            abi = None
         if abi is not None:
             facts["cxx11_abi"], facts["cxx11_abi_source"] = abi, "torch/__init__.py"
     if facts["cxx11_abi"] is None:
