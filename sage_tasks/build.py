@@ -541,17 +541,10 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
                 f"the built wheel lacks machine code for {', '.join(first[1])} in {first[0]} ({len(gaps)} extension(s) affected)",
                 f"check TORCH_CUDA_ARCH_LIST handling in the recipe's setup; log: {plan.log_path}",
             )
-    info = wheelfile.inspect(wheel)
     seconds = watch.seconds
     entry = WheelManifest(
         package=plan.recipe.package,
-        version=info.version,
-        wheel_file=wheel.name,
-        wheel_sha256=wheelfile.sha256_file(wheel),
-        wheel_size=wheel.stat().st_size,
-        python_tag=info.python_tag,
-        abi_tag=info.abi_tag,
-        platform_tag=info.platform_tag,
+        **wheelfile.file_facts(wheel),  # type: ignore[arg-type]
         recipe=plan.recipe.name,
         torch_version=plan.torch_version,
         torch_cuda=plan.torch_cuda,

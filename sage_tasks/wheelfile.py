@@ -82,6 +82,20 @@ def inspect(path: Path) -> WheelInfo:
     return WheelInfo(path, str(name), str(version), tuple(sorted(str(t) for t in tags)), extensions)
 
 
+def file_facts(path: Path) -> dict[str, object]:
+    """The manifest fields a wheel file itself decides: name, version, hash, size, tags."""
+    info = inspect(path)
+    return {
+        "version": info.version,
+        "wheel_file": path.name,
+        "wheel_sha256": sha256_file(path),
+        "wheel_size": path.stat().st_size,
+        "python_tag": info.python_tag,
+        "abi_tag": info.abi_tag,
+        "platform_tag": info.platform_tag,
+    }
+
+
 def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 

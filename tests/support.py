@@ -37,16 +37,20 @@ def make_wheel(dest: Path, name: str, version: str, files: dict[str, str | bytes
     contents[f"{dist_info}/WHEEL"] = (
         f"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
     )
+    return _zip_wheel(dest / f"{norm}-{version}-{tag}.whl", contents, dist_info)
+
+
+def _zip_wheel(path: Path, contents: dict[str, bytes], dist_info: str) -> Path:
+    """Write ``contents`` as a wheel, with a RECORD that lists every file and its hash."""
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
-    for path, data in contents.items():
-        writer.writerow((path, _hash(data), len(data)))
+    for name, data in contents.items():
+        writer.writerow((name, _hash(data), len(data)))
     writer.writerow((f"{dist_info}/RECORD", "", ""))
-    contents[f"{dist_info}/RECORD"] = record.getvalue().encode()
-    path = dest / f"{norm}-{version}-{tag}.whl"
+    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name_, data in contents.items():
-            zf.writestr(name_, data)
+        for name, data in {**contents, f"{dist_info}/RECORD": record.getvalue().encode()}.items():
+            zf.writestr(name, data)
     return path
 
 
@@ -123,18 +127,7 @@ def repack_installed(dist_name: str, dest: Path) -> Path:
     files[f"{dist_info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: sage-tasks-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
-    record = io.StringIO()
-    writer = csv.writer(record, lineterminator="\n")
-    for path, data in files.items():
-        writer.writerow((path, _hash(data), len(data)))
-    writer.writerow((f"{dist_info}/RECORD", "", ""))
-    files[f"{dist_info}/RECORD"] = record.getvalue().encode()
-    dest.mkdir(parents=True, exist_ok=True)
-    out = dest / f"{norm}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-    return out
+    return _zip_wheel(dest / f"{norm}-{version}-py3-none-any.whl", files, dist_info)
 
 
 def make_venv(path: Path, wheelhouse: Path | None = None, packages: tuple[str, ...] = ()) -> Path:
@@ -531,16 +524,9 @@ def demo_manifest(wheel: Path, status: str = "passed", **changes):
     from sage_tasks import manifest, wheelfile
     from sage_tasks.manifest import Verification, WheelManifest
 
-    info = wheelfile.inspect(wheel)
     fields = dict(
         package="sage-demo",
-        version=info.version,
-        wheel_file=wheel.name,
-        wheel_sha256=wheelfile.sha256_file(wheel),
-        wheel_size=wheel.stat().st_size,
-        python_tag=info.python_tag,
-        abi_tag=info.abi_tag,
-        platform_tag=info.platform_tag,
+        **wheelfile.file_facts(wheel),
         recipe="sage-demo-0.1.0",
         torch_version="2.8.0+cu128",
         torch_cuda="12.8",
