@@ -138,6 +138,7 @@ def installed_files(name: str) -> dict[str, object] | None:
         "site": str(dist.locate_file("")),
         "files": [str(f) for f in dist.files or []],
         "installer": (dist.read_text("INSTALLER") or "").strip() or None,
+        "direct_url": dist.read_text("direct_url.json"),
     }
 
 

@@ -111,10 +111,6 @@ def flavor_from_index_url(url: str | None) -> str | None:
     return last if re.fullmatch(r"cu\d{3}|cpu|rocm[\d.]+|xpu", last) else None
 
 
-def local_label(version: str) -> str | None:
-    return Version(version).local
-
-
 def public_version(version: str) -> str:
     return Version(version).public
 

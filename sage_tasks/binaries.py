@@ -60,6 +60,9 @@ def parse_fatbin(blob: bytes) -> tuple[set[str], set[str]]:
             pos += 8
             continue
         entry, end = pos + header_size, min(pos + header_size + size, len(blob))
+        if end <= pos:  # an empty or corrupt container: step past its header, never stand still
+            pos += 16
+            continue
         while entry + 56 <= end:
             kind, _v, entry_header, payload = struct.unpack_from("<HHIQ", blob, entry)
             (arch,) = struct.unpack_from("<I", blob, entry + 28)

@@ -29,7 +29,7 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from . import archs, binaries, manifest, runner, wheelfile
+from . import archs, atomic, binaries, manifest, redaction, runner, wheelfile
 from . import log as logsetup
 from .errors import BuildError, ConfigError, EnvironmentProblem, IntegrityError, MachineError
 from .manifest import Verification, WheelManifest
@@ -256,10 +256,7 @@ def plan_build(
     if recipe.cuda and nvcc is not None:
         env["TORCH_CUDA_ARCH_LIST"] = ";".join(wanted)
         env["CUDA_HOME"] = str(Path(nvcc.path).parent.parent)
-    label = archs.wheel_local_label(torch_version, target.torch_cuda) if torch_version else None
-    if label and recipe.source.commit and not recipe.source.ref:
-        # a commit that is not a release: name it, so two sources never share a wheel file name
-        label += f".g{recipe.source.commit[:7]}"
+    label = variant_label(recipe, torch_version, target.torch_cuda, wanted)
     return BuildPlan(
         recipe=recipe,
         python=target.python,
@@ -284,9 +281,42 @@ def plan_build(
     )
 
 
+def variant_label(
+    recipe: Recipe, torch_version: str | None, torch_cuda: str | None, built_for: tuple[str, ...]
+) -> str | None:
+    """The PEP 440 local label that keeps variants apart: torch and its CUDA, the GPU archs the
+    binaries are built for, and the commit when the recipe pins one that is not a release.
+
+    ``cu128torch2.8.0.sm120``; ``cu130torch2.11.0.sm90.gd1a57a5``. Two builds that differ in any
+    of these never share a wheel file name in a store.
+    """
+    if not torch_version:
+        return None
+    label = archs.wheel_local_label(torch_version, torch_cuda)
+    for arch in built_for:
+        label += f".sm{archs.sm_number(arch)}"
+    if recipe.source.commit and not recipe.source.ref:
+        label += f".g{recipe.source.commit[:7]}"
+    return label
+
+
+def source_suffix(recipe: Recipe, source: Mapping[str, Any], tree: Path) -> str:
+    """What the label must add when the source is not the recipe's pinned, clean commit:
+    ``.g<commit>`` for another commit, ``.s<content hash>`` for an unversioned or modified tree."""
+    commit = source.get("commit")
+    if commit and commit == recipe.source.commit and not source.get("dirty"):
+        return ""
+    if commit and not source.get("dirty"):
+        return f".g{commit[:7]}"
+    digest = hashlib.sha256()
+    for path in sorted(p for p in tree.rglob("*") if p.is_file() and not _skipped(p.relative_to(tree))):
+        digest.update(str(path.relative_to(tree)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return f".s{digest.hexdigest()[:7]}"
+
+
 def build_environment(plan: BuildPlan, base: Mapping[str, str]) -> dict[str, str]:
     """The build's environment: the caller's, the plan's additions, and the target's bin first on PATH."""
-    env = dict(base)
+    env = redaction.without_secrets(base)  # third-party build code never sees our tokens
     env.update(plan.env)
     first = [str(Path(plan.python).parent)]
     if plan.nvcc is not None:
@@ -432,6 +462,9 @@ def prepare_source(plan: BuildPlan, env: Mapping[str, str]) -> dict[str, Any]:
     copied = sync_tree(origin, plan.src_dir)
     log.info("source %s: %d file(s) changed since the last build", plan.source, copied)
     commit = _head(Path(plan.source)) if plan.source_kind == "dir" else None
+    dirty = bool(commit) and bool(
+        runner.run(["git", "-C", plan.source, "status", "--porcelain"], check=False, echo=False).stdout.strip()
+    )
     if commit and recipe.source.commit and commit != recipe.source.commit:
         log.warning(
             "source %s is at commit %s, the recipe pins %s (recorded as built)",
@@ -441,8 +474,9 @@ def prepare_source(plan: BuildPlan, env: Mapping[str, str]) -> dict[str, Any]:
         )
     return {
         "repo": recipe.source.repo,
-        "ref": recipe.source.ref if commit == recipe.source.commit else None,
+        "ref": recipe.source.ref if commit == recipe.source.commit and not dirty else None,
         "commit": commit,
+        "dirty": dirty,
         "path": plan.source,
     }
 
@@ -529,7 +563,8 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
             hint=f"read the full log: {plan.log_path}",
         )
         built = _built_wheel(plan.out_dir, plan.recipe.package)
-        wheel = wheelfile.relabel(built, plan.dist_dir, plan.label) if plan.label else _copy_into(built, plan.dist_dir)
+        label = plan.label + source_suffix(plan.recipe, source, plan.src_dir) if plan.label else None
+        wheel = wheelfile.relabel(built, plan.dist_dir, label) if label else _into(built, plan.dist_dir)
         shutil.rmtree(plan.out_dir, ignore_errors=True)
     listing: dict[str, dict[str, list[str]]] = {}
     if plan.recipe.cuda:
@@ -552,7 +587,7 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
         torchvision_version=plan.stack_versions.get("torchvision"),
         torchaudio_version=plan.stack_versions.get("torchaudio"),
         triton_version=plan.stack_versions.get("triton"),
-        torch_index_url=plan.torch_index_url,
+        torch_index_url=redaction.public_url(plan.torch_index_url),
         target_arch=";".join(plan.archs) or None,
         cuda_archs=tuple(binaries.common_sass(listing)),
         binaries=listing,
@@ -574,27 +609,16 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
     return BuildResult(wheel, manifest_path, entry, seconds, plan.log_path, plan)
 
 
-def _copy_into(wheel: Path, dist_dir: Path) -> Path:
-    dist_dir.mkdir(parents=True, exist_ok=True)
-    target = dist_dir / wheel.name
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(wheel, tmp)
-    tmp.replace(target)
-    return target
+def _into(wheel: Path, dist_dir: Path) -> Path:
+    atomic.copy(wheel, dist_dir / wheel.name)
+    return dist_dir / wheel.name
 
 
 def latest_built(dist_dir: Path, package: str) -> Path:
     """The manifest of the newest wheel of ``package`` in ``dist_dir``."""
-    manifests = []
-    for path in dist_dir.glob("*.whl.json"):
-        try:
-            entry = manifest.read_manifest_file(path)
-        except IntegrityError:
-            continue
-        if entry.package == package and (dist_dir / entry.wheel_file).is_file():
-            manifests.append((entry.created_at, path))
-    if not manifests:
+    found = manifest.built(dist_dir, package, strict=False)
+    if not found:
         raise ConfigError(
             f"no built {package} wheel with a manifest in {dist_dir}", "run `invoke build` first, or pass the wheel"
         )
-    return max(manifests)[1]
+    return found[-1][0]

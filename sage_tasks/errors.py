@@ -1,7 +1,7 @@
 """Typed errors: one base class with an exit code and a hint, one subclass per failure kind.
 
-Library code raises these; exactly one place (``sage_tasks.cli.guard``, used by tasks.py)
-turns them into a one-line message and an exit code.
+Library code raises these; exactly one place (``_guard`` in tasks.py) turns them into a
+one-line message and an exit code.
 """
 
 from __future__ import annotations

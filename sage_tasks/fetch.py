@@ -1,9 +1,9 @@
 """fetch: choose the stored wheel that fits this machine, verify it, install it.
 
-Order of trust: the file's size and sha256 must equal the manifest's before pip sees it; the
-wheel's own metadata (name, version, tags) and binaries (SASS archs) must agree with the
-manifest; pip installs with ``--no-deps`` into the target interpreter; the installed version
-is read back. ``WHEEL_URL`` (only when set) bypasses selection but not the hash check.
+Order of trust: the file's size and sha256 must equal the manifest's before anything installs
+it; the wheel's own metadata (name, version, tags) and binaries (SASS archs) must agree with
+the manifest; it is installed without dependencies, all or nothing (``install``; pip for
+wheels with console scripts); the installed version is read back. ``WHEEL_URL`` (only when set) bypasses selection but not the hash check.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def want_for(settings: Settings, machine: Machine) -> Want:
         torch_version=target.version_of("torch"),
         torch_cuda=target.torch_cuda,
         torch_cxx11_abi=target.torch_cxx11_abi,
-        ccs=settings.arch or machine.compute_capabilities,
+        # the live GPUs decide; an arch only stands in for them when asked with --arch or there is no GPU
+        ccs=settings.arch if settings.arch_origin == "--arch" or not machine.gpus else machine.compute_capabilities,
         driver_cuda=machine.driver_cuda,
         needs_archs=recipe.cuda,
         check_torch=recipe.needs_torch,
@@ -77,11 +78,13 @@ def report_selection(selection: Selection, origin: str) -> None:
         log.info("  chose %s (%s)", selection.chosen.wheel_file, selection.chosen.verification.status)
 
 
-def verify_file(path: Path, sha256: str | None, size: int | None) -> None:
-    """Size and hash first: a mismatching file is deleted and never reaches pip."""
+def verify_file(path: Path, sha256: str | None, size: int | None, *, discard: bool = True) -> None:
+    """Size and hash first: a mismatching file never reaches the installer; a downloaded copy
+    (``discard``) is deleted, a file of the user's (a build in dist/) is left where it is."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        path.unlink(missing_ok=True)
+        if discard:
+            path.unlink(missing_ok=True)
         raise IntegrityError(
             f"{path.name} is {actual_size} bytes, its manifest says {size}: nothing was installed",
             "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
@@ -90,7 +93,8 @@ def verify_file(path: Path, sha256: str | None, size: int | None) -> None:
         return
     actual = wheelfile.sha256_file(path)
     if actual != sha256:
-        path.unlink(missing_ok=True)
+        if discard:
+            path.unlink(missing_ok=True)
         raise IntegrityError(
             f"sha256 of {path.name} is {actual[:16]}…, its manifest says {sha256[:16]}…: nothing was installed",
             "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
@@ -148,6 +152,10 @@ def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_ver
     return installed
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def _cached_download(store: Store, entry: WheelManifest, cache_dir: Path) -> Path:
     folder = cache_dir / "wheels" / entry.wheel_sha256[:16]
     cached = folder / entry.wheel_file
@@ -188,7 +196,7 @@ def fetch_from_store(
         return FetchResult("selected", store.description, selection, entry, None, None, want)
     logsetup.step(log, f"fetch {entry.wheel_file}")
     wheel = _cached_download(store, entry, settings.cache_dir)
-    verify_file(wheel, entry.wheel_sha256, entry.wheel_size)
+    verify_file(wheel, entry.wheel_sha256, entry.wheel_size, discard=_inside(wheel, settings.cache_dir))
     check_against_wheel(wheel, entry, want)
     installed = None
     if install_wheel:
@@ -215,6 +223,15 @@ def fetch_from_url(
     download.check_scheme(url, settings.allow_http)
     name = manifest.check_wheel_name(download.file_name(url))
     entry = index.get(name)
+    if (
+        entry is not None
+        and (entry.yanked or entry.verification.status == "failed")
+        and not settings.allow_unsafe_wheel
+    ):
+        why = f"yanked ({entry.yanked.get('reason')})" if entry.yanked else "failed its kernel test"
+        raise IntegrityError(
+            f"WHEEL_URL names {name}, which the store marks as {why}", "pick another wheel, or set ALLOW_UNSAFE_WHEEL=1"
+        )
     sha = settings.wheel_sha256 or (entry.wheel_sha256 if entry else None)
     if sha is None and not settings.allow_unsafe_wheel:
         raise IntegrityError(

@@ -17,10 +17,9 @@ this installer does not write: those go to pip (``Unsupported``).
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -31,9 +30,10 @@ from pathlib import Path, PurePosixPath
 
 from .errors import EnvironmentProblem, IntegrityError
 from .probe import TargetEnv
+from .wheelfile import record_hash, sha256_file
 
 INSTALLER_NAME = "sage-tasks"
-DATA_KINDS = {"purelib": "purelib", "platlib": "platlib", "scripts": "scripts", "headers": "include", "data": "data"}
+DATA_KINDS = {"purelib": "purelib", "platlib": "platlib", "scripts": "scripts", "data": "data"}
 
 
 class Unsupported(Exception):
@@ -53,10 +53,6 @@ def _safe_member(name: str) -> PurePosixPath:
     return path
 
 
-def _record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
 def _destinations(zf: zipfile.ZipFile, paths: Mapping[str, str]) -> tuple[str, dict[str, Path]]:
     """The ``.dist-info`` folder and, for every file member, where it goes."""
     members = [m for m in zf.namelist() if not m.endswith("/")]
@@ -65,7 +61,12 @@ def _destinations(zf: zipfile.ZipFile, paths: Mapping[str, str]) -> tuple[str, d
     if len(infos) != 1:
         raise IntegrityError(f"{zf.filename} has {len(infos)} .dist-info folders, expected one")
     info = infos[0]
-    wheel_meta = HeaderParser().parsestr(zf.read(f"{info}/WHEEL").decode("utf-8"))
+    try:
+        wheel_meta = HeaderParser().parsestr(zf.read(f"{info}/WHEEL").decode("utf-8"))
+    except (KeyError, UnicodeDecodeError) as e:
+        raise IntegrityError(
+            f"{zf.filename} has no readable {info}/WHEEL file", "the wheel is malformed: yank it"
+        ) from e
     lib = Path(
         paths["purelib"] if (wheel_meta.get("Root-Is-Purelib", "true").strip().lower() == "true") else paths["platlib"]
     )
@@ -78,6 +79,8 @@ def _destinations(zf: zipfile.ZipFile, paths: Mapping[str, str]) -> tuple[str, d
     for member in members:
         path = _safe_member(member)
         if path.parts[0] == data_dir:
+            if len(path.parts) >= 3 and path.parts[1] == "headers":
+                raise Unsupported("C headers (pip puts them under the venv's include/site)")
             if len(path.parts) < 3 or path.parts[1] not in DATA_KINDS:
                 raise IntegrityError(f"refusing wheel member {member!r}: unknown .data folder")
             where[member] = Path(paths[DATA_KINDS[path.parts[1]]], *path.parts[2:])
@@ -95,12 +98,27 @@ def _inside(path: Path, prefix: Path) -> bool:
 
 
 def _old_files(target: TargetEnv, package: str, prefix: Path) -> tuple[list[Path], str | None]:
+    """The installed version's files inside the target prefix (files elsewhere are not ours)."""
     found = target.installs.get(package)
     if not found:
         return [], None
+    if not found.get("files"):
+        raise Unsupported("the installed version has no RECORD to remove it by")
     site = Path(str(found["site"]))
-    files = [site / str(f) for f in found.get("files") or []]  # type: ignore[union-attr]
+    files = [site / str(f) for f in found["files"]]  # type: ignore[union-attr]
     return [f for f in files if f.is_file() and _inside(f, prefix)], str(found.get("version"))
+
+
+def _leftovers(lib: Path) -> None:
+    """Staging folders of installs that died are deleted; their backups are reported, not guessed at."""
+    for stale in lib.glob(".sage-tasks-stage-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    backups = sorted(str(b) for b in lib.glob(".sage-tasks-backup-*"))
+    if backups:
+        raise EnvironmentProblem(
+            f"an earlier install into {lib} was interrupted; the files it replaced are in {backups[0]}",
+            "reinstall the package (or move those files back), then delete that folder",
+        )
 
 
 def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
@@ -110,12 +128,16 @@ def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
     with zipfile.ZipFile(wheel) as zf:
         info, where = _destinations(zf, paths)
         lib = where[f"{info}/WHEEL"].parent.parent
+        _leftovers(lib)
         stage = lib / f".sage-tasks-stage-{os.getpid()}"
         backup = lib / f".sage-tasks-backup-{os.getpid()}"
         old, old_version = _old_files(target, package, prefix)
+        # anything in the way is backed up too, whether the old RECORD listed it or not
+        in_the_way = old + [d for d in where.values() if d.is_file() and d not in set(old)]
         moved: list[tuple[Path, Path]] = []
         placed: list[Path] = []
         records: list[tuple[str, str, str]] = []
+        restored = True
         try:
             stage.mkdir(parents=True)
             staged: list[tuple[Path, Path]] = []
@@ -129,8 +151,8 @@ def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
                     tmp.chmod(0o755)
                 staged.append((tmp, dest))
                 if not member.endswith(f"{info}/RECORD"):
-                    records.append((os.path.relpath(dest, lib), _record_hash(data), str(len(data))))
-            for n, path in enumerate(old):
+                    records.append((os.path.relpath(dest, lib), record_hash(data), str(len(data))))
+            for n, path in enumerate(in_the_way):
                 keep = backup / str(n)
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, keep)
@@ -140,22 +162,22 @@ def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
                 os.replace(tmp, dest)
                 placed.append(dest)
             info_dir = lib / info
-            (info_dir / "INSTALLER").write_text(INSTALLER_NAME + "\n")
-            placed.append(info_dir / "INSTALLER")
-            records.append(
-                (f"{info}/INSTALLER", _record_hash((INSTALLER_NAME + "\n").encode()), str(len(INSTALLER_NAME) + 1))
-            )
+            for extra, content in _provenance(wheel).items():
+                (info_dir / extra).write_bytes(content)
+                placed.append(info_dir / extra)
+                records.append((f"{info}/{extra}", record_hash(content), str(len(content))))
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerows(sorted(records))
             writer.writerow((f"{info}/RECORD", "", ""))
             (info_dir / "RECORD").write_text(out.getvalue())
         except BaseException as e:
-            for path in placed:
-                path.unlink(missing_ok=True)
-            for keep, path in reversed(moved):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(keep, path)
+            restored = _roll_back(placed, moved)
+            if not restored:
+                raise EnvironmentProblem(
+                    f"installing {wheel.name} failed ({e}) and so did putting the previous files back",
+                    f"the previous files are in {backup}: move them back or reinstall the package",
+                ) from e
             if isinstance(e, OSError):
                 where_ = f" ({e.filename})" if e.filename else ""
                 raise EnvironmentProblem(
@@ -165,9 +187,44 @@ def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
             raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-            shutil.rmtree(backup, ignore_errors=True)
+            if restored:
+                shutil.rmtree(backup, ignore_errors=True)
     _prune_empty(old, lib)
     return Installed(files=len(placed), replaced=old_version)
+
+
+def _roll_back(placed: list[Path], moved: list[tuple[Path, Path]]) -> bool:
+    """Undo a half-done install; False if some previous file could not be put back."""
+    try:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        for keep, path in reversed(moved):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(keep, path)
+    except BaseException:
+        return False
+    return True
+
+
+def _provenance(wheel: Path) -> dict[str, bytes]:
+    """INSTALLER, and PEP 610's direct_url.json with the wheel's sha256: test-kernel records a
+    verdict only in the manifest of the very file that was installed."""
+    digest = sha256_file(wheel)
+    direct = {
+        "url": wheel.resolve().as_uri(),
+        "archive_info": {"hashes": {"sha256": digest}, "hash": f"sha256={digest}"},
+    }
+    return {"INSTALLER": (INSTALLER_NAME + "\n").encode(), "direct_url.json": json.dumps(direct).encode()}
+
+
+def installed_sha256(target: TargetEnv, package: str) -> str | None:
+    """The sha256 of the wheel the installed ``package`` came from, when its installer said so."""
+    found = target.installs.get(package) or {}
+    try:
+        direct = json.loads(str(found.get("direct_url") or "null")) or {}
+        return direct.get("archive_info", {}).get("hashes", {}).get("sha256")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _fix_shebang(data: bytes, python: str) -> bytes:

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -22,7 +21,7 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from . import minischema, redaction
+from . import atomic, minischema, redaction
 from .archs import cuda_from_flavor, parse_arch_list, sm_number
 from .errors import ConfigError, IntegrityError, StoreError
 from .locations import manifests_dir
@@ -285,7 +284,7 @@ def choose_latest(wheels: Iterable[WheelManifest], preferred_arch: str | None) -
     )
 
 
-def from_legacy_latest(data: Any, where: str, folder: str = "") -> WheelManifest:
+def from_legacy_latest(data: Any, where: str) -> WheelManifest:
     """Read the bash installer's ``REMOTE_DIR/latest.json`` (its wheel sits next to it)."""
     if not isinstance(data, dict):
         raise StoreError(f"malformed {where}: expected a JSON object")
@@ -309,7 +308,7 @@ def from_legacy_latest(data: Any, where: str, folder: str = "") -> WheelManifest
         "package": name.split("-", 1)[0],
         "version": str(version),
         "wheel_file": name,
-        "wheel_path": check_relative_path(f"{folder}/{name}" if folder else name),
+        "wheel_path": name,  # next to latest.json
         "wheel_sha256": sha,
         "wheel_size": None,
         "python_tag": python_tag,
@@ -342,18 +341,23 @@ def dumps(data: Any) -> str:
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write beside the target, fsync, then rename over it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write(path, content)
+
+
+def built(dist_dir: Path, package: str | None = None, *, strict: bool = True) -> list[tuple[Path, WheelManifest]]:
+    """(manifest path, entry) for the built wheels in ``dist_dir`` whose wheel file is there,
+    oldest first. ``strict``: a malformed manifest is an error; otherwise it is skipped."""
+    found = []
+    for path in sorted(dist_dir.glob("*.whl.json")):
+        try:
+            entry = read_manifest_file(path)
+        except IntegrityError:
+            if strict:
+                raise
+            continue
+        if (package is None or entry.package == package) and (dist_dir / entry.wheel_file).is_file():
+            found.append((entry.created_at, path, entry))
+    return [(path, entry) for _, path, entry in sorted(found, key=lambda f: (f[0], str(f[1])))]
 
 
 def write_manifest_file(path: Path, entry: WheelManifest) -> None:

@@ -139,8 +139,8 @@ class RunReport:
 
 
 def auto(settings: Settings, *, dry_run: bool = False, allow_unverified: bool = False) -> RunReport:
-    """probe → pin → fetch; on a miss build → install → test-kernel → publish. Never raises:
-    the report carries the error, so the summary table is printed either way."""
+    """probe → pin → fetch; on a miss build → install → test-kernel → publish. Our errors do
+    not escape: the report carries them, so the summary table is printed either way."""
     report = RunReport(dry_run=dry_run)
     try:
         _auto(settings, report, dry_run=dry_run, allow_unverified=allow_unverified)

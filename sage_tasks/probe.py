@@ -217,7 +217,10 @@ def _nvcc(env: Mapping[str, str]) -> Program | None:
     path = find_nvcc(env)
     if path is None:
         return None
-    done = runner.run([path, "--version"], env=env, check=False, echo=False, timeout=60)
+    try:
+        done = runner.run([path, "--version"], env=env, check=False, echo=False, timeout=60)
+    except SageTasksError:  # not executable, or hanging: as good as absent
+        return None
     parsed = parse_nvcc_version(done.stdout)
     if done.returncode != 0 or parsed is None:
         return None

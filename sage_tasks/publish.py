@@ -1,18 +1,21 @@
 """publish: wheel + manifest + index + latest.json into the store in one atomic step.
 
 A wheel whose kernel test failed is never published. An unverified one only with
-``allow_unverified`` (it stays marked unverified; fetch prefers verified wheels). Re-publishing
-the same bytes is a no-op; different bytes under a published file name need ``replace``.
+``allow_unverified`` (it stays marked unverified; fetch prefers verified wheels). Nothing
+published is overwritten: see ``merge``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import manifest, wheelfile
+from packaging.utils import parse_wheel_filename
+
+from . import manifest
 from .errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
 from .manifest import Index, WheelManifest
 from .store import Store
@@ -24,7 +27,7 @@ log = logging.getLogger(__name__)
 class PublishResult:
     entry: WheelManifest
     store: str
-    outcome: str  # "published", "unchanged" or "replaced"
+    outcome: str  # "published", "unchanged" or "superseded"
     wheels_in_index: int
     attempts: int = 1
 
@@ -53,21 +56,52 @@ def check_publishable(entry: WheelManifest, allow_unverified: bool) -> None:
         )
 
 
-def merge(index: Index, entry: WheelManifest, replace: bool) -> tuple[Index, str]:
-    """The index with ``entry`` in it, and what happened (pure)."""
-    existing = index.get(entry.wheel_file)
-    if existing is None:
-        return index.with_entry(entry), "published"
-    if existing.wheel_sha256 == entry.wheel_sha256:
-        if existing.verification.passed and not entry.verification.passed:
-            return index, "unchanged"  # never downgrade a verified entry
-        return index.with_entry(entry.replace(created_at=existing.created_at)), "unchanged"
-    if not replace:
+def with_build_tag(entry: WheelManifest, index: Index) -> WheelManifest:
+    """The entry renamed with the next free wheel build tag (``name-version-N-tags.whl``):
+    the way to publish new bytes for a variant without overwriting the old file."""
+    taken = [0]
+    for other in index.wheels:
+        if _base(other.wheel_file) == _base(entry.wheel_file):
+            build = parse_wheel_filename(other.wheel_file)[2]
+            taken.append(build[0] if build else 0)
+    stem = entry.wheel_file[: -len(".whl")].split("-")
+    renamed = "-".join([*stem[:2], str(max(taken) + 1), *stem[-3:]]) + ".whl"
+    return entry.replace(wheel_file=renamed, wheel_path=f"{manifest.WHEELS_DIR}/{renamed}")
+
+
+def _base(wheel_file: str) -> tuple[object, object, object]:
+    name, version, _, tags = parse_wheel_filename(wheel_file)
+    return name, version, tags
+
+
+def merge(index: Index, entry: WheelManifest, replace: bool) -> tuple[Index, str, WheelManifest]:
+    """The index with ``entry`` in it, what happened, and the entry as stored (pure).
+
+    Nothing published is ever overwritten. The same bytes keep their entry (a yank stays, a full
+    verdict is not downgraded). New bytes for a variant (same name, version and tags) conflict
+    while one of its builds is live; once they are all yanked or failed, or with ``replace``,
+    they go in under the next build tag, and ``replace`` yanks the live ones they supersede.
+    """
+    same = [w for w in index.wheels if _base(w.wheel_file) == _base(entry.wheel_file)]
+    identical = next((w for w in same if w.wheel_sha256 == entry.wheel_sha256), None)
+    if identical is not None:
+        best = identical.verification if identical.verification.passed else entry.verification
+        merged = identical.replace(verification=best)
+        return (index if merged == identical else index.with_entry(merged)), "unchanged", merged
+    if not same:
+        return index.with_entry(entry), "published", entry
+    live = [w for w in same if w.yanked is None and w.verification.status != "failed"]
+    if live and not replace:
         raise ConflictError(
-            f"{entry.wheel_file} is already published with different contents (sha256 {existing.wheel_sha256[:12]}…)",
-            "pass --replace to overwrite it, or rebuild with another version",
+            f"{live[0].wheel_file} is already published with different contents (sha256 {live[0].wheel_sha256[:12]}…)",
+            "yank the published one first, or pass --replace (it is kept, yanked, and yours goes in under a build tag)",
         )
-    return index.with_entry(entry), "replaced"
+    renamed = with_build_tag(entry, index)
+    merged_index = index.with_entry(renamed)
+    for old in live:
+        reason = f"superseded by {renamed.wheel_file}"
+        merged_index = merged_index.with_entry(old.replace(yanked={"reason": reason, "at": manifest.now()}))
+    return merged_index, "superseded", renamed
 
 
 def publish(
@@ -81,40 +115,38 @@ def publish(
     entry = manifest.read_manifest_file(manifest_path)
     if wheel.name != entry.wheel_file:
         raise IntegrityError(f"{manifest_path} describes {entry.wheel_file}, not {wheel.name}")
-    if not wheel.is_file():
-        raise NoMatchError(f"{wheel} does not exist", "run `invoke build` first")
-    if wheel.stat().st_size != entry.wheel_size or wheelfile.sha256_file(wheel) != entry.wheel_sha256:
+    try:
+        data = wheel.read_bytes()  # read once: what is hashed here is exactly what is stored
+    except OSError as e:
+        raise NoMatchError(f"cannot read {wheel}: {e.strerror}", "run `invoke build` first") from e
+    if len(data) != entry.wheel_size or hashlib.sha256(data).hexdigest() != entry.wheel_sha256:
         raise IntegrityError(f"{wheel.name} no longer matches its manifest (size or sha256)", "rebuild it")
     check_publishable(entry, allow_unverified)
     entry = entry.replace(wheel_path=f"{manifest.WHEELS_DIR}/{entry.wheel_file}", created_at=manifest.now())
-    outcome = {"value": "published"}
+    state: dict[str, Any] = {}
 
     def update(index: Index) -> Index:
-        merged, outcome["value"] = merge(index, entry, replace)
+        merged, state["outcome"], state["entry"] = merge(index, entry, replace)
         return merged
 
-    result = store.commit(
-        {entry.wheel_path: wheel}, update, f"publish {entry.wheel_file} ({entry.verification.status})"
-    )
+    def files(_: Index) -> dict[str, Path | bytes]:
+        return {state["entry"].wheel_path: data}
+
+    result = store.commit(files, update, f"publish {entry.wheel_file} ({entry.verification.status})")
+    stored: WheelManifest = state["entry"]
     log.info(
         "%s %s to %s (%d wheel(s) in the index)",
-        outcome["value"],
-        entry.wheel_file,
+        state["outcome"],
+        stored.wheel_file,
         store.description,
         len(result.index.wheels),
     )
-    return PublishResult(entry, store.description, outcome["value"], len(result.index.wheels), result.attempts)
+    return PublishResult(stored, store.description, state["outcome"], len(result.index.wheels), result.attempts)
 
 
 def built_wheels(dist_dir: Path, package: str) -> list[tuple[Path, Path]]:
     """(wheel, manifest) pairs for ``package`` in ``dist_dir``, oldest first."""
-    found = []
-    for manifest_path in sorted(dist_dir.glob("*.whl.json")):
-        entry = manifest.read_manifest_file(manifest_path)
-        wheel = dist_dir / entry.wheel_file
-        if entry.package == package and wheel.is_file():
-            found.append((entry.created_at, wheel, manifest_path))
-    return [(w, m) for _, w, m in sorted(found)]
+    return [(dist_dir / entry.wheel_file, path) for path, entry in manifest.built(dist_dir, package)]
 
 
 def publish_all(

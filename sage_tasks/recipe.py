@@ -16,7 +16,7 @@ _BUILD = {
     "cuda", "needs_torch", "supported_archs", "min_nvcc", "requires", "extensions",
     "memory_per_job_gib", "env",
 }  # fmt: skip
-_CHECK = {"builtin", "module", "needs_gpu"}
+_CHECK = {"builtin", "module"}
 BUILTIN_CHECKS = ("kernel_check",)
 
 
@@ -31,7 +31,6 @@ class Source:
 class Check:
     builtin: str | None = None
     module: str | None = None
-    needs_gpu: bool = True
 
     def command(self, python: str, cache_dir: Path) -> list[str]:
         """How the check runs inside the target interpreter (which lacks sage-tasks)."""
@@ -122,9 +121,7 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         version=tomlfile.require(data, "version", str, where),
         description=data.get("description", ""),
         source=Source(repo=source.get("repo"), ref=source.get("ref"), commit=commit),
-        check=Check(
-            builtin=check.get("builtin"), module=check.get("module"), needs_gpu=bool(check.get("needs_gpu", True))
-        ),
+        check=Check(builtin=check.get("builtin"), module=check.get("module")),
         path=path,
         cuda=bool(build.get("cuda", True)),
         needs_torch=bool(build.get("needs_torch", True)),

@@ -1,7 +1,7 @@
 """Keep secrets out of everything we print or write.
 
-Every token we are handed is registered here; ``redact`` replaces registered values and
-anything shaped like a Hugging Face token. Logging, error lines, reports and manifests pass
+Every token we are handed is registered here; ``redact`` replaces registered values, anything
+shaped like a Hugging Face token, and credentials inside URLs (``user:pass@``, ``?token=``). Logging, error lines, reports and manifests pass
 through ``redact`` before they leave the process.
 """
 
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{20,}")
 _BEARER = re.compile(r"(?i)(authorization:\s*bearer\s+)\S+")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@")
+_URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|access_token|api_key|key|sig|signature|x-amz-signature)=)[^&\s#]+")
 _REDACTED = "***"
 _known: set[str] = set()
 
@@ -29,8 +32,26 @@ def register_from_env(env: Mapping[str, str]) -> None:
         register(env.get(name))
 
 
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for third-party code (builds, kernel checks): our tokens left out."""
+    return {k: v for k, v in env.items() if k not in SECRET_ENV_VARS}
+
+
 def redact(text: str) -> str:
     for value in sorted(_known, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
     text = _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
+    text = _URL_USERINFO.sub(lambda m: m.group(1) + _REDACTED + "@", text)
+    text = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + _REDACTED, text)
     return _TOKEN_SHAPE.sub("hf_" + _REDACTED, text)
+
+
+def public_url(url: str | None) -> str | None:
+    """A URL fit to be recorded in a published manifest: credentials and secret parameters are
+    dropped (not masked), so that the URL still works for whoever brings their own."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    query = "&".join(p for p in parts.query.split("&") if p and not _URL_SECRET_PARAM.match("?" + p))
+    return redact(urlunsplit((parts.scheme, host, parts.path, query, parts.fragment)))

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from . import archs, locations, tomlfile
-from .errors import ConfigError
+from .errors import ConfigError, IntegrityError
+from .manifest import check_relative_path
 from .recipe import Recipe, Source, load_recipe
 
-FLAGS = {
-    "python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "remote_dir", "verbose",
-}  # fmt: skip
+FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose"}
 _DEFAULT_KEYS = {"recipe", "stack", "remote_dir"}
 TRUE = {"1", "true", "yes", "on"}
 
@@ -133,7 +132,13 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     wanted_archs = archs.parse_arch_list(arch_text)
     recipe.check_archs(wanted_archs)
 
-    remote_dir = flags.get("remote_dir") or env.get("REMOTE_DIR") or defaults["remote_dir"]
+    remote_dir = (env.get("REMOTE_DIR") or defaults["remote_dir"]).strip().strip("/")
+    try:
+        check_relative_path(remote_dir)
+    except IntegrityError as e:
+        raise ConfigError(
+            f"REMOTE_DIR={remote_dir!r} is not a plain folder name", "use e.g. REMOTE_DIR=sageattention"
+        ) from e
     repo_id = flags.get("hub") or (None if flags.get("store") else env.get("HF_REPO_ID"))
     repo_type = env.get("HF_REPO_TYPE", "dataset").strip() or "dataset"
     if repo_type not in ("dataset", "model", "space"):
@@ -142,7 +147,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     store = StoreConfig(
         kind="hub" if repo_id else "local",
         local_dir=Path(flags.get("store") or locations.default_store_dir(env)).expanduser(),
-        remote_dir=remote_dir.strip("/"),
+        remote_dir=remote_dir,
         repo_id=repo_id,
         repo_type=repo_type,
         revision=env.get("HF_REPO_BRANCH") or env.get("HF_REVISION") or "main",

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import parse_wheel_filename
-
 from . import log as logsetup
-from . import manifest, probe, runner
+from . import manifest, probe, redaction, runner
 from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
+from .install import installed_sha256
 from .manifest import Verification
 from .probe import Machine
 from .settings import Settings
@@ -66,20 +65,19 @@ class CheckResult:
             )
 
 
-def find_manifest(dist_dir: Path, package: str, version: str, tags: tuple[str, ...]) -> Path | None:
-    """The manifest in ``dist_dir`` of the wheel that is installed: same package and version,
-    and the wheel tags the target interpreter prefers (cp311 and cp312 builds share a version)."""
-    rank = {tag: i for i, tag in enumerate(tags)}
-    found = []
-    for path in sorted(dist_dir.glob("*.whl.json")):
-        try:
-            entry = manifest.read_manifest_file(path)
-        except IntegrityError:
-            continue
-        fits = [rank[str(t)] for t in parse_wheel_filename(entry.wheel_file)[3] if str(t) in rank]
-        if entry.package == package and entry.version == version and fits:
-            found.append((min(fits), path))
-    return min(found)[1] if found else None
+def find_manifest(dist_dir: Path, package: str, sha256: str | None) -> Path | None:
+    """The manifest in ``dist_dir`` of the very wheel file that is installed (by its sha256):
+    builds of one variant share a version, so nothing weaker will do."""
+    if not sha256:
+        return None
+    return next(
+        (path for path, entry in manifest.built(dist_dir, package, strict=False) if entry.wheel_sha256 == sha256), None
+    )
+
+
+def keeps_full_verdict(old: Verification, new: Verification) -> bool:
+    """A quick pass never overwrites a full-mode verdict (a quick failure does: it is news)."""
+    return old.mode == "full" and old.status != "unverified" and new.mode == "quick" and new.status == "passed"
 
 
 def _verification(status: str, report: dict[str, Any], machine: Machine, quick: bool) -> Verification:
@@ -112,7 +110,8 @@ def run_check(
 ) -> CheckResult:
     recipe = settings.recipe
     python = machine.target.python
-    installed = probe.read_target(python, extra=[recipe.package], env=settings.env).version_of(recipe.package)
+    now = probe.read_target(python, extra=[recipe.package], env=settings.env)
+    installed = now.version_of(recipe.package)
     if installed is None:
         raise EnvironmentProblem(
             f"{recipe.package} is not installed in {python}",
@@ -127,7 +126,7 @@ def run_check(
     command = [*recipe.check.command(python, settings.cache_dir), "--report", str(report_path)] + (
         ["--quick"] if quick else []
     )
-    done = runner.run(command, env=settings.env, check=False, timeout=CHECK_TIMEOUT_S)
+    done = runner.run(command, env=redaction.without_secrets(settings.env), check=False, timeout=CHECK_TIMEOUT_S)
     for line in done.stdout.splitlines():
         log.info("  %s", line)
     try:
@@ -144,17 +143,25 @@ def run_check(
     if done.returncode not in (EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         report.setdefault("summary", f"the check crashed with exit {done.returncode}: {tail}")
-    manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, installed, machine.target.tags)
+    sha = installed_sha256(now, recipe.package)
+    manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, sha)
     verification = _verification(status, report, machine, quick)
     if record and manifest_path is not None:
         entry = manifest.read_manifest_file(manifest_path)
-        if entry.version != installed:
-            raise IntegrityError(f"{manifest_path} describes {entry.version}, but {installed} is installed")
-        manifest.write_manifest_file(manifest_path, entry.replace(verification=verification))
-        log.info("recorded %s in %s", status, manifest_path)
+        if entry.version != installed or (sha and entry.wheel_sha256 != sha):
+            raise IntegrityError(
+                f"{manifest_path} describes {entry.wheel_file}, which is not what is installed ({installed})"
+            )
+        if keeps_full_verdict(entry.verification, verification):
+            log.info("kept the full-mode verdict in %s (a quick pass adds nothing to it)", manifest_path)
+        else:
+            manifest.write_manifest_file(manifest_path, entry.replace(verification=verification))
+            log.info("recorded %s in %s", status, manifest_path)
     elif record:
         log.info(
-            "no manifest for %s %s in %s: the result is only reported", recipe.package, installed, settings.dist_dir
+            "no manifest of the installed %s wheel in %s: the result is only reported",
+            recipe.package,
+            settings.dist_dir,
         )
     logsetup.end_step(log)
     return CheckResult(status, verification, report, report_path, manifest_path, installed, watch.seconds)

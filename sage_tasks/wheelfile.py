@@ -19,7 +19,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from .errors import IntegrityError
 from .manifest import check_wheel_name
@@ -73,9 +73,13 @@ def inspect(path: Path) -> WheelInfo:
             dist_info = _dist_info(zf)
             meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8"))
             extensions = tuple(sorted(n for n in zf.namelist() if re.search(r"\.so(\.[0-9.]+)?$|\.pyd$", n)))
-    except (zipfile.BadZipFile, KeyError, OSError) as e:
+    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError) as e:
         raise IntegrityError(f"{path.name} is not a readable wheel: {e}", "delete it and fetch or build again") from e
-    if canonicalize_name(meta["Name"] or "") != name or Version(meta["Version"] or "0") != version:
+    try:
+        inside = Version(meta["Version"] or "")
+    except InvalidVersion as e:
+        raise IntegrityError(f"{path.name} has no valid version in its METADATA") from e
+    if canonicalize_name(meta["Name"] or "") != name or inside != version:
         raise IntegrityError(
             f"{path.name} says it is {meta['Name']} {meta['Version']} inside: the file was renamed or altered"
         )
@@ -96,7 +100,8 @@ def file_facts(path: Path) -> dict[str, object]:
     }
 
 
-def _record_hash(data: bytes) -> str:
+def record_hash(data: bytes) -> str:
+    """A RECORD line's hash: urlsafe base64 of the sha256, without padding."""
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
@@ -142,7 +147,7 @@ def _rewrite(src: Path, tmp: Path, old_prefix: str, new_prefix: str, new_version
                 copy.external_attr = item.external_attr
                 copy.compress_type = zipfile.ZIP_DEFLATED
                 zout.writestr(copy, data)
-                records.append((name, _record_hash(data), str(len(data))))
+                records.append((name, record_hash(data), str(len(data))))
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerows(records)

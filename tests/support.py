@@ -388,7 +388,6 @@ def write_demo_recipe(path: Path, repo: str, commit: str | None, ref: str = "v0.
 
             [check]
             module = "sage_demo.selfcheck"
-            needs_gpu = false
             """
         )
     )

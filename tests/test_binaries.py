@@ -108,3 +108,10 @@ def test_cuobjdump_listing_parser_on_a_real_capture():
         {"sm_90a"},
         {"compute_80"},
     )
+
+
+def test_a_corrupt_fatbin_container_does_not_hang():
+    import struct
+
+    empty = struct.pack("<IHHQ", binaries.FATBIN_MAGIC, 1, 0, 0)  # header size 0, payload 0
+    assert binaries.parse_fatbin(empty * 3 + b"\0" * 8) == (set(), set())

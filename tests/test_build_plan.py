@@ -21,7 +21,7 @@ def test_plan_for_the_probed_gpu():
     assert plan.archs == ("12.0",)
     assert plan.env["TORCH_CUDA_ARCH_LIST"] == "12.0"
     assert plan.env["CUDA_HOME"] == "/usr/local/cuda"
-    assert plan.label == "cu128torch2.8.0"
+    assert plan.label == "cu128torch2.8.0.sm120"
     assert plan.source_kind == "git" and plan.commit == "eb615cf6cf4d221338033340ee2de1c37fbdba4a"
     assert plan.pip_wheel_command()[2:6] == ["pip", "wheel", "--no-build-isolation", "--no-deps"]
 
@@ -120,5 +120,25 @@ def test_a_commit_pinned_recipe_names_its_commit_in_the_label():
     plan = build.plan_build(
         resolved(recipe="sageattention-2.2.0-d1a57a5", arch="9.0"), machine(gpus=(("NVIDIA H100 80GB HBM3", "9.0"),))
     )
-    assert plan.label == "cu128torch2.8.0.gd1a57a5"
+    assert plan.label == "cu128torch2.8.0.sm90.gd1a57a5"
     assert plan.commit == "d1a57a546c3d395b1ffcbeecc66d81db76f3b4b5" and plan.ref is None
+
+
+def test_labels_keep_variants_apart():
+    recipe = resolved().recipe
+    assert build.variant_label(recipe, "2.8.0+cu128", "12.8", ("12.0",)) == "cu128torch2.8.0.sm120"
+    assert build.variant_label(recipe, "2.8.0+cu128", "12.8", ("8.9", "12.0")) == "cu128torch2.8.0.sm89.sm120"
+    assert build.variant_label(recipe, None, None, ("12.0",)) is None
+
+
+def test_a_source_that_is_not_the_pinned_commit_is_named(tmp_path: Path):
+    recipe = resolved().recipe
+    pinned = {"commit": recipe.source.commit}
+    assert build.source_suffix(recipe, pinned, tmp_path) == ""
+    assert build.source_suffix(recipe, {"commit": "0123456789abcdef" * 2 + "01234567"}, tmp_path) == ".g0123456"
+    (tmp_path / "a.cu").write_text("one")
+    first = build.source_suffix(recipe, {"commit": None}, tmp_path)
+    assert first.startswith(".s") and len(first) == 9
+    assert build.source_suffix(recipe, {"commit": recipe.source.commit, "dirty": True}, tmp_path) == first
+    (tmp_path / "a.cu").write_text("two")
+    assert build.source_suffix(recipe, {"commit": None}, tmp_path) != first

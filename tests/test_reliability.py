@@ -505,3 +505,20 @@ def test_manifest_archs_that_disagree_with_the_binaries_are_rejected(tmp_path, t
     assert "carries machine code for sm_90a, its manifest claims sm_120" in one_line_error(result.stderr)
     assert support.installed_version(venv, "sage-demo") is None
     support.count_fault("manifest archs disagree with the binaries")
+
+
+def test_an_unreachable_hub_is_an_error_not_a_stale_index(tasks, hub_env, tmp_path):
+    hub, env = hub_env
+    wheel, venv, recipe = _published_on_hub(tasks, hub_env, tmp_path, megabytes=1)
+    assert (
+        tasks("fetch", "--python", str(venv), "--recipe", str(recipe), "--dry-run", env=env).returncode == 0
+    )  # cached
+    assert tasks("yank", wheel.name, "--reason", "broken", env=env).returncode == 0
+    hub.fail_always("repo-info", 503)
+    stale = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), "--dry-run", env=env)
+    assert stale.returncode == 6, stale.stderr[-2000:]
+    assert "HTTP 503" in one_line_error(stale.stderr)
+    hub.clear_faults()
+    fresh = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), "--dry-run", env=env)
+    assert fresh.returncode == 3 and "yanked" in fresh.stderr
+    support.count_fault("Hub unreachable after a yank (no stale index)")

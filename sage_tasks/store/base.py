@@ -22,6 +22,13 @@ from typing import Protocol
 from ..manifest import Index, WheelManifest
 
 Update = Callable[[Index], Index]
+# files to write, relative to the root: fixed, or decided from the updated index (a publish
+# learns its wheel's final name only once it sees the index it merges into)
+Files = Mapping[str, Path | bytes] | Callable[[Index], Mapping[str, Path | bytes]]
+
+
+def files_for(files: Files, index: Index) -> Mapping[str, Path | bytes]:
+    return files(index) if callable(files) else files
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,7 @@ class Store(Protocol):
         """Bring the wheel into ``dest_dir``; the caller checks its size and hash."""
         ...
 
-    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+    def commit(self, files: Files, update: Update, message: str) -> CommitResult:
         """Write ``files`` (paths relative to the root), the manifests of changed entries, the
         updated index and latest.json, atomically."""
         ...

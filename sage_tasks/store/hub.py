@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import manifest, redaction
-from ..errors import ConflictError, SageTasksError, StoreError
+from ..download import RETRY_STATUS
+from ..errors import ConfigError, ConflictError, SageTasksError, StoreError
 from ..manifest import Index, WheelManifest
 from ..settings import StoreConfig
-from .base import CommitResult, Update
+from .base import CommitResult, Files, Update, files_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LEGACY_FOLDER = "sageattention220"  # the bash installer's default REMOTE_DIR
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 COMMIT_ATTEMPTS = 6
 CALL_ATTEMPTS = 4
 
@@ -114,13 +114,20 @@ class HubStore:
         self.endpoint = (config.endpoint or env.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
         self.token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or get_token() or None
         redaction.register(self.token)
-        self.backoff = float(env.get("SAGE_RETRY_BASE_S", "1.0"))
+        try:
+            self.backoff = max(0.0, float(env.get("SAGE_RETRY_BASE_S", "1.0")))
+        except ValueError as e:
+            raise ConfigError(f"SAGE_RETRY_BASE_S={env['SAGE_RETRY_BASE_S']!r} is not a number of seconds") from e
         self.offline = env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.description = f"hf {self.repo_type} {self.repo_id}@{self.revision}:{self.root}"
         self._legacy_root = self.root  # where the last read found the bash installer's latest.json
 
     # ------------------------------------------------------------ errors and retries
+
+    def _delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter, capped at 20 s."""
+        return min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
 
     def _translate(self, exc: BaseException, what: str) -> SageTasksError:
         from huggingface_hub.errors import (
@@ -191,7 +198,7 @@ class HubStore:
                 retryable = status in RETRY_STATUS or (status is None and _is_connection_error(exc))
                 if not retryable or attempt == attempts:
                     raise self._translate(exc, what) from exc
-                delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
+                delay = self._delay(attempt)
                 log.info(
                     "%s: %s; retrying in %.1f s (%d/%d)",
                     what,
@@ -258,7 +265,11 @@ class HubStore:
         return Index(), self.root
 
     def read_index(self) -> Index:
-        index, self._legacy_root = self._read(None, fallback=True)
+        # Read at the branch's current commit: when the Hub cannot be asked, the client would
+        # otherwise serve the cached copy of the branch silently (a yank could go unseen).
+        # Offline (HF_HUB_OFFLINE=1) the cache is what was asked for.
+        revision = None if self.offline else self._head()
+        index, self._legacy_root = self._read(revision, fallback=True)
         return index
 
     def repo_exists(self) -> bool:
@@ -299,7 +310,7 @@ class HubStore:
         )
         return info.sha
 
-    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+    def commit(self, files: Files, update: Update, message: str) -> CommitResult:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         if not self.token:
@@ -309,7 +320,10 @@ class HubStore:
             head = self._head()
             old, _ = self._read(head, fallback=False)
             new = update(old)
-            contents: dict[str, Path | bytes] = {**files, **manifest.changed_manifests(old, new)}
+            written = files_for(files, new)
+            if not written and new == old:
+                return CommitResult(index=old, attempts=attempt)  # nothing to change: no empty commit
+            contents: dict[str, Path | bytes] = {**written, **manifest.changed_manifests(old, new)}
             contents[manifest.INDEX_FILE] = manifest.dumps(new.to_dict()).encode()
             latest = manifest.choose_latest(new.wheels, self.config.preferred_arch)
             operations: list[Any] = [
@@ -326,7 +340,8 @@ class HubStore:
                         path_in_repo=self._path(manifest.LATEST_FILE), path_or_fileobj=manifest.dumps(record).encode()
                     )
                 )
-            elif any(w.wheel_file for w in old.wheels):
+            elif manifest.choose_latest(old.wheels, self.config.preferred_arch) is not None:
+                # latest.json exists exactly when the old index had a default variant
                 operations.append(CommitOperationDelete(path_in_repo=self._path(manifest.LATEST_FILE)))
             try:
                 info = self._retrying(
@@ -345,7 +360,7 @@ class HubStore:
                 if _status(exc) != 412:
                     raise
                 last = "someone else published in between (HTTP 412)"
-                delay = min(self.backoff * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
+                delay = self._delay(attempt)
                 log.info(
                     "%s: %s; re-reading the index and merging in %.1f s (%d/%d)",
                     self.repo_id,

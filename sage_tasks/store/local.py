@@ -12,15 +12,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import manifest
+from .. import atomic, manifest
 from ..errors import StoreError
 from ..manifest import Index, WheelManifest
-from .base import CommitResult, Update
+from .base import CommitResult, Files, Update, files_for
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +30,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def copy_atomic(src: Path, dest: Path) -> None:
-    """Copy a file beside ``dest`` and rename it into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        with src.open("rb") as fin, tmp.open("wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class LocalStore:
@@ -98,7 +82,7 @@ class LocalStore:
                 "republish the wheel, or yank the entry",
             )
         try:
-            copy_atomic(src, dest)
+            atomic.copy(src, dest)
         except OSError as e:
             raise StoreError(f"cannot copy {src} to {dest}: {e.strerror}", f"check free space in {dest_dir}") from e
         return dest
@@ -133,11 +117,14 @@ class LocalStore:
             log.info("removed %d temporary file(s) left by an interrupted publish", removed)
         return removed
 
-    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+    def commit(self, files: Files, update: Update, message: str) -> CommitResult:
         with self._locked():
             self._clean_leftovers()
             old_index = self.read_index()
             new_index = update(old_index)
+            files = files_for(files, new_index)
+            if not files and new_index == old_index:
+                return CommitResult(index=old_index)
             index_written = False
             try:
                 for relative, content in {**files, **manifest.changed_manifests(old_index, new_index)}.items():
@@ -145,7 +132,7 @@ class LocalStore:
                     if isinstance(content, bytes):
                         manifest.write_atomic(dest, content)
                     else:
-                        copy_atomic(content, dest)
+                        atomic.copy(content, dest)
                     _fsync_dir(dest.parent)
                 manifest.write_atomic(self.root / manifest.INDEX_FILE, manifest.dumps(new_index.to_dict()))
                 index_written = True
@@ -176,11 +163,7 @@ class DistStore:
         self.description = f"built wheels in {self.folder}"
 
     def read_index(self) -> Index:
-        entries = []
-        for path in sorted(self.folder.glob("*.whl.json")):
-            entry = manifest.read_manifest_file(path)
-            entries.append(entry.replace(wheel_path=entry.wheel_file))
-        return Index(wheels=tuple(entries))
+        return Index(wheels=tuple(e.replace(wheel_path=e.wheel_file) for _, e in manifest.built(self.folder)))
 
     def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
         path = self.folder / manifest.check_wheel_name(entry.wheel_file)
@@ -191,5 +174,5 @@ class DistStore:
     def wheel_url(self, entry: WheelManifest) -> str | None:
         return None
 
-    def commit(self, files: Mapping[str, Path | bytes], update: Update, message: str) -> CommitResult:
+    def commit(self, files: Files, update: Update, message: str) -> CommitResult:
         raise StoreError(f"{self.description} is read-only", "publish to a store instead")
