@@ -2,7 +2,7 @@
 
 Why not pip: pip spends most of a wheel install starting itself; this writes the files the
 wheel holds (PEP 427 layout: the package, its ``.dist-info``, ``.data/{purelib,platlib,
-scripts,headers,data}``) in a fraction of that, and it is transactional:
+scripts,data}``) in a fraction of that, and it is transactional:
 
 1. every member is checked (no absolute paths, ``..`` or backslashes) and extracted into a
    staging folder beside site-packages, hashed for the new ``RECORD``;
@@ -11,8 +11,8 @@ scripts,headers,data}``) in a fraction of that, and it is transactional:
 3. the staged files are moved into place, then ``INSTALLER`` and ``RECORD`` are written.
 
 Any failure (a full disk, a file-size limit) before the end moves everything back: the previous
-installation stays as it was. Wheels with console-script entry points need launcher scripts that
-this installer does not write: those go to pip (``Unsupported``).
+installation stays as it was. Wheels with console-script entry points (launchers) or C headers,
+and installs without a RECORD, go to pip (``Unsupported``).
 """
 
 from __future__ import annotations
