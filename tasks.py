@@ -13,30 +13,12 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-from sage_tasks import (
-    binaries as binaries_mod,
-)
-from sage_tasks import (
-    build as build_mod,
-)
-from sage_tasks import (
-    log as logsetup,
-)
-from sage_tasks import manifest as manifest_mod
-from sage_tasks import (
-    pipeline,
-    redaction,
-    render,
-    verify,
-)
-from sage_tasks import (
-    publish as publish_mod,
-)
+# Only what every task needs is imported here; each task imports the rest itself, so that
+# `invoke probe` does not pay for the build, store and Hub code.
+from sage_tasks import log as logsetup
+from sage_tasks import redaction, render
 from sage_tasks import settings as settings_mod
 from sage_tasks.errors import EnvironmentProblem, SageTasksError
-from sage_tasks.manifest import dumps, write_atomic
-from sage_tasks.store import open_store
-from sage_tasks.store.local import DistStore
 
 COMMON = {
     "python": "target interpreter (default: this one; PYTHON_BIN works too)",
@@ -82,9 +64,11 @@ def _settings(**flags: object) -> settings_mod.Settings:
 )
 def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=False):
     """Show GPUs, driver, nvcc, platform and the target's torch stack. Never needs a GPU."""
+    from sage_tasks import probe as probe_mod
+
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe)
-        found = pipeline.machine(s, import_torch=import_torch)
+        found = probe_mod.probe(s.python, s.env, [s.recipe.package], import_torch=import_torch)
         render.emit_json(found.to_dict()) if json else render.emit(render.probe_table(found))
 
 
@@ -113,6 +97,9 @@ def pin(
     Order: TORCH_VERSION... environment variables > the store's manifest for this machine >
     the committed lock. TORCH_INDEX_URL overrides the index.
     """
+    from sage_tasks import pipeline
+    from sage_tasks.store import open_store
+
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, store=store, hub=hub, stack=stack, arch=arch)
         found = pipeline.machine(s)
@@ -152,6 +139,10 @@ def fetch(
     Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
     manifest of that file) installs a given wheel instead.
     """
+    from sage_tasks import pipeline
+    from sage_tasks.store import open_store
+    from sage_tasks.store.local import DistStore
+
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch)
         found = pipeline.machine(s)
@@ -179,6 +170,9 @@ def build(
     MAX_JOBS / EXT_PARALLEL are sized from cores and free memory unless set. The full log is
     kept in a file; progress is shown while it runs. Writes DIST/<wheel> and DIST/<wheel>.json.
     """
+    from sage_tasks import build as build_mod
+    from sage_tasks import pipeline
+
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack)
         found = pipeline.machine(s)
@@ -209,6 +203,8 @@ def test_kernel(
     Exit codes: 0 passed, 5 failed, 9 unverified (no GPU here). The verdict is recorded in the
     wheel's manifest.
     """
+    from sage_tasks import pipeline, verify
+
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, dist=dist)
         found = pipeline.machine(s)
@@ -248,6 +244,10 @@ def publish(
     verbose=False,
 ):
     """Put wheel + manifest + index + latest.json into the store in one atomic step."""
+    from sage_tasks import build as build_mod
+    from sage_tasks import publish as publish_mod
+    from sage_tasks.store import open_store
+
     with _guard(verbose):
         s = _settings(recipe=recipe, store=store, hub=hub, dist=dist)
         store_ = open_store(s.store, s.env)
@@ -276,6 +276,9 @@ def publish(
 ))  # fmt: skip
 def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
     """Quarantine a published wheel: fetch never selects it again (the file is kept)."""
+    from sage_tasks import publish as publish_mod
+    from sage_tasks.store import open_store
+
     with _guard(verbose):
         s = _settings(store=store, hub=hub)
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, reason)
@@ -287,6 +290,9 @@ def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
 @task(help=_help("store", "hub", "json", "verbose", wheel="file name of the yanked wheel"))
 def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
     """Reverse a yank: the wheel can be selected again."""
+    from sage_tasks import publish as publish_mod
+    from sage_tasks.store import open_store
+
     with _guard(verbose):
         s = _settings(store=store, hub=hub)
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, None)
@@ -298,6 +304,9 @@ def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
 @task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))
 def summary(c, recipe=None, dist=None):
     """Markdown table of the built wheels in dist/ and their kernel-test verdicts (CI job summaries)."""
+    from sage_tasks import manifest as manifest_mod
+    from sage_tasks import publish as publish_mod
+
     with _guard():
         s = _settings(recipe=recipe, dist=dist)
         entries = [
@@ -309,6 +318,8 @@ def summary(c, recipe=None, dist=None):
 @task(help=_help("recipe", "verbose", dest="folder to export the source into (must not exist)"))
 def source(c, dest, recipe=None, verbose=False):
     """Export the recipe's pinned source (clone at the pinned ref, commit verified) into DEST."""
+    from sage_tasks import build as build_mod
+
     with _guard(verbose):
         s = _settings(recipe=recipe)
         commit = build_mod.export_source(s, Path(dest))
@@ -342,6 +353,9 @@ def auto(
     verbose=False,
 ):
     """probe → pin → fetch; on a miss: build → install → test-kernel → publish. One summary table."""
+    from sage_tasks import pipeline
+    from sage_tasks.manifest import dumps, write_atomic
+
     with _guard(verbose):
         s = _settings(
             python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack
@@ -361,6 +375,8 @@ def auto(
 ))  # fmt: skip
 def binaries(c, wheel, cuobjdump=False, json=False, verbose=False):
     """List the GPU machine code (SASS) and PTX each compiled extension of a wheel carries."""
+    from sage_tasks import binaries as binaries_mod
+
     with _guard(verbose):
         listing = binaries_mod.list_wheel(Path(wheel), prefer_cuobjdump=cuobjdump)
         if json:
@@ -372,6 +388,8 @@ def binaries(c, wheel, cuobjdump=False, json=False, verbose=False):
 @task(help=_help("hub", "json", "verbose", dry_run="say what would be created or changed, change nothing"))
 def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
     """Create (if missing) and check the Hugging Face Hub repo used as the store."""
+    from sage_tasks import pipeline
+
     with _guard(verbose):
         s = _settings(hub=hub)
         result = pipeline.init_hub(s, dry_run=dry_run)

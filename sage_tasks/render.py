@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import redaction
-from .pipeline import RunReport
-from .probe import Machine
+
+if TYPE_CHECKING:  # only for annotations: rendering a probe must not import the pipeline
+    from .pipeline import RunReport
+    from .probe import Machine
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:

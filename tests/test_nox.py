@@ -30,7 +30,11 @@ def nox(*args: str, env: dict[str, str], timeout: float = 1200) -> subprocess.Co
 
 @pytest.mark.slow
 def test_build_and_smoke_sessions_for_both_pythons(tmp_path, torch_index, wheelhouse, no_gpu_path):
-    missing = [v for v in ("3.11", "3.12") if shutil.which(f"python{v}") is None]
+    def runs(version: str) -> bool:  # a pyenv shim is on PATH even when its version is not selected
+        found = shutil.which(f"python{version}")
+        return bool(found) and subprocess.run([found, "-c", "pass"], capture_output=True).returncode == 0
+
+    missing = [v for v in ("3.11", "3.12") if not runs(v)]
     assert not missing, (
         f"python{missing[0]} is not on PATH: nox cannot make its sessions (PYENV_VERSION=3.11.7:3.12.1?)"
     )
