@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 start=$(date +%s)
-SAGE_RECIPE=sageattention-2.2.0-d1a57a5 SAGE_SOURCE_DIR="$PWD/.upstream/d1a57a5" SAGE_PROOF_DIR="$OUT" timeout 560 \
+SAGE_GPU_RECIPE=sageattention-2.2.0-d1a57a5 SAGE_SOURCE_DIR="$PWD/.upstream/d1a57a5" SAGE_PROOF_DIR="$OUT" timeout 560 \
   python3 -m pytest -v -p no:cacheprovider tests/test_kernel_gate.py \
   "tests/test_gpu.py::test_build_check_publish_then_fetch_into_a_fresh_environment" 2>&1 | tail -25
 echo "pytest wall: $(( $(date +%s) - start )) s"

@@ -1,7 +1,8 @@
 """Real SageAttention on a real GPU (marked ``gpu``; run on the device machine).
 
 Needs an NVIDIA GPU, nvcc, torch with CUDA in this interpreter, and ``SAGE_SOURCE_DIR`` naming
-a SageAttention source export. ``SAGE_PROOF_DIR`` (optional) keeps the reports.
+a SageAttention source export. ``SAGE_GPU_RECIPE`` picks the recipe (default: the default
+recipe); ``SAGE_PROOF_DIR`` (optional) keeps the reports.
 
 build → install into a fresh environment → test-kernel → publish → fetch into another fresh
 environment → test-kernel --quick; and a cross-build for 12.0 that fetch on this GPU rejects.
@@ -23,6 +24,8 @@ from tests import support
 pytestmark = pytest.mark.gpu
 
 SOURCE = os.environ.get("SAGE_SOURCE_DIR")
+# read at import: the per-test environment is scrubbed of SAGE_* settings
+RECIPE = ["--recipe", os.environ["SAGE_GPU_RECIPE"]] if os.environ.get("SAGE_GPU_RECIPE") else []
 
 
 def _gpu_cc() -> str | None:
@@ -68,7 +71,7 @@ def stages(report: dict) -> dict[str, str]:
 @requires_gpu
 def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path, gpu_env):
     first = venvs.create(tmp_path / "env-a", sys.executable, reuse_from=sys.executable)
-    built = tasks("auto", "--python", str(first), "--source", SOURCE, "--json", env=gpu_env, timeout=1500)
+    built = tasks("auto", "--python", str(first), "--source", SOURCE, *RECIPE, "--json", env=gpu_env, timeout=1500)
     report = json.loads(built.stdout) if built.stdout.strip() else {}
     keep("gpu-auto-build.json", report)
     assert built.returncode == 0, built.stderr[-4000:]
@@ -88,7 +91,7 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
     assert all(sm in archs["sass"] for archs in manifest["binaries"].values())
 
     second = venvs.create(tmp_path / "env-b", sys.executable, reuse_from=sys.executable)
-    fetched = tasks("auto", "--python", str(second), "--json", env=gpu_env, timeout=600)
+    fetched = tasks("auto", "--python", str(second), *RECIPE, "--json", env=gpu_env, timeout=600)
     again = json.loads(fetched.stdout) if fetched.stdout.strip() else {}
     keep("gpu-auto-fetch.json", again)
     assert fetched.returncode == 0, fetched.stderr[-4000:]
