@@ -178,8 +178,10 @@ def fetch_from_store(
     selection = select_wheel(index.wheels, want)
     report_selection(selection, store.description)
     installed_now = machine.target.version_of(settings.recipe.package)
+    installed_sha = installer.installed_sha256(machine.target, settings.recipe.package)
     for entry in index.wheels:
-        if entry.yanked and entry.version == installed_now:
+        same = entry.wheel_sha256 == installed_sha if installed_sha else entry.version == installed_now
+        if entry.yanked and same:
             log.warning(
                 "the installed %s %s was yanked (%s): replacing it",
                 entry.package,
