@@ -218,7 +218,7 @@ def test_bash_installer_layout_is_still_readable(tasks, hub, env, recipe, tmp_pa
 def test_wrong_token_is_one_clear_line_and_never_printed(tasks, hub, env, recipe, tmp_path):
     assert tasks("init-hf", env=env).returncode == 0
     hub.set_private(REPO_ID, True)
-    wrong = "hf_wrongTokenWrongTokenWrongToken1234"
+    wrong = "hf_wrong_token_wrong_token_1234"  # shaped unlike a real token on purpose
     bad = {**env, "HF_TOKEN": wrong}
     venv = support.make_venv(tmp_path / "venv")
     outputs = []
