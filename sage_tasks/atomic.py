@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def _temporary(dest: Path) -> Path:
@@ -19,11 +21,12 @@ def _temporary(dest: Path) -> Path:
     return Path(name)
 
 
-def write(dest: Path, content: str | bytes) -> None:
+def _replace(dest: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Let ``fill`` write a temporary file beside ``dest``, fsync it, rename it over ``dest``."""
     tmp = _temporary(dest)
     try:
         with tmp.open("wb") as handle:
-            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
@@ -32,14 +35,11 @@ def write(dest: Path, content: str | bytes) -> None:
         raise
 
 
+def write(dest: Path, content: str | bytes) -> None:
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    _replace(dest, lambda handle: handle.write(data))
+
+
 def copy(src: Path, dest: Path) -> None:
-    tmp = _temporary(dest)
-    try:
-        with src.open("rb") as fin, tmp.open("wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with src.open("rb") as fin:
+        _replace(dest, lambda handle: shutil.copyfileobj(fin, handle, 1 << 20))
