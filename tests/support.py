@@ -554,3 +554,28 @@ def count_fault(kind: str, injected: int = 1, survived: int = 1, lost: int = 0) 
     entry["injected"] += injected
     entry["survived"] += survived
     entry["lost"] += lost
+
+
+def legacy_latest(wheel_file: str, sha256: str, **changes: object) -> dict[str, object]:
+    """A ``latest.json`` as the bash installer wrote it (its field names and values)."""
+    record: dict[str, object] = {
+        "created_at_utc": "2026-11-01T00:00:00Z",
+        "wheel_file": wheel_file,
+        "wheel_sha256": sha256,
+        "hf_wheel_url": None,
+        "sageattention_version": "2.2.0",
+        "torch_version": "2.8.0+cu128",
+        "torchvision_version": "0.23.0+cu128",
+        "torchaudio_version": "2.8.0+cu128",
+        "triton_version": "3.4.0",
+        "torch_index_url": "https://download.pytorch.org/whl/cu128",
+        "target_arch": "12.0",
+        "cudaarchs": "120",
+        "built_from_repo": "https://github.com/thu-ml/SageAttention",
+        "built_from_ref": "v2.2.0",
+        "builder_gpu_name": "NVIDIA GeForce RTX 5090",
+        "builder_gpu_compute_capability": "12.0",
+        "python_tag": "cp312",
+    }
+    record.update(changes)
+    return record

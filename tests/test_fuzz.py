@@ -67,25 +67,9 @@ VALID_2 = json.loads(
 )
 VALID_INDEX = {"schema_version": 1, "updated_at": "2026-11-01T00:00:00Z", "wheels": [VALID, VALID_2]}
 LEGACY_WHEEL = "sageattention-2.2.0-cp312-cp312-linux_x86_64.whl"
-VALID_LEGACY = {
-    "created_at_utc": "2026-11-01T00:00:00Z",
-    "wheel_file": LEGACY_WHEEL,
-    "wheel_sha256": "a" * 64,
-    "hf_wheel_url": f"https://huggingface.co/org/wheels/resolve/main/sage/{LEGACY_WHEEL}",
-    "sageattention_version": "2.2.0",
-    "torch_version": "2.8.0+cu128",
-    "torchvision_version": "0.23.0+cu128",
-    "torchaudio_version": "2.8.0+cu128",
-    "triton_version": "3.4.0",
-    "torch_index_url": "https://download.pytorch.org/whl/cu128",
-    "target_arch": "12.0",
-    "cudaarchs": "120",
-    "built_from_repo": "https://github.com/thu-ml/SageAttention",
-    "built_from_ref": "v2.2.0",
-    "builder_gpu_name": "NVIDIA GeForce RTX 5090",
-    "builder_gpu_compute_capability": "12.0",
-    "python_tag": "cp312",
-}
+VALID_LEGACY = support.legacy_latest(
+    LEGACY_WHEEL, "a" * 64, hf_wheel_url=f"https://huggingface.co/org/wheels/resolve/main/sage/{LEGACY_WHEEL}"
+)
 
 FIELDS = sorted(SCHEMA["properties"])
 NESTED = {

@@ -184,23 +184,15 @@ def test_bash_installer_layout_is_still_readable(tasks, hub, env, recipe, tmp_pa
     wheel = support.demo_wheel(tmp_path / "legacy", "0.1.0+cu128torch2.8.0")
     import hashlib
 
-    latest = {
-        "created_at_utc": "2026-02-10T00:00:00Z",
-        "wheel_file": wheel.name,
-        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(),
-        "hf_wheel_url": None,
-        "sageattention_version": "0.1.0",
-        "torch_version": "2.8.0+cu128",
-        "torchvision_version": "0.23.0+cu128",
-        "torchaudio_version": "2.8.0+cu128",
-        "triton_version": "3.4.0",
-        "torch_index_url": "https://download.pytorch.org/whl/cu128",
-        "target_arch": "12.0",
-        "cudaarchs": "120",
-        "built_from_repo": "https://github.com/thu-ml/SageAttention",
-        "built_from_ref": "v2.2.0",
-        "python_tag": "cp311",
-    }
+    latest = support.legacy_latest(
+        wheel.name,
+        hashlib.sha256(wheel.read_bytes()).hexdigest(),
+        created_at_utc="2026-02-10T00:00:00Z",
+        sageattention_version="0.1.0",
+        python_tag="cp311",
+    )
+    for absent in ("builder_gpu_name", "builder_gpu_compute_capability"):
+        del latest[absent]
     hub.put_files(
         REPO_ID,
         {

@@ -257,18 +257,23 @@ def _limited(megabytes: float):
     return apply
 
 
-def test_file_size_limit_while_fetching(tmp_path, torch_index, no_gpu_path):
+def published_locally(tmp_path: Path, torch_index: str, wheel: Path) -> tuple[dict[str, str], list[str], Path]:
+    """``wheel`` published (unverified allowed) to a local store under tmp_path, and a venv with
+    the pinned stack: (environment, the invoke command, the venv's python)."""
     env = {**os.environ, "SAGE_STORE": str(tmp_path / "store"), "TORCH_INDEX_URL": torch_index}
-    wheel = big_demo_wheel(tmp_path / "dist", "0.1.0+cu128torch2.8.0", megabytes=6)
     invoke = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO)]
-    assert (
-        subprocess.run(
-            [*invoke, "publish", "--wheel", str(wheel), "--allow-unverified"], env=env, capture_output=True
-        ).returncode
-        == 0
+    published = subprocess.run(
+        [*invoke, "publish", "--wheel", str(wheel), "--allow-unverified"], env=env, capture_output=True
     )
+    assert published.returncode == 0, published.stderr
     venv = support.make_venv(tmp_path / "venv")
     assert subprocess.run([*invoke, "pin", "--python", str(venv)], env=env, capture_output=True).returncode == 0
+    return env, invoke, venv
+
+
+def test_file_size_limit_while_fetching(tmp_path, torch_index, no_gpu_path):
+    wheel = big_demo_wheel(tmp_path / "dist", "0.1.0+cu128torch2.8.0", megabytes=6)
+    env, invoke, venv = published_locally(tmp_path, torch_index, wheel)
     recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
     result = subprocess.run(
         [*invoke, "fetch", "--python", str(venv), "--recipe", str(recipe)],
@@ -485,16 +490,7 @@ def test_manifest_archs_that_disagree_with_the_binaries_are_rejected(tmp_path, t
         .read_text()
         .replace("cuda = false", 'cuda = true\nsupported_archs = ["9.0", "12.0"]')
     )
-    env = {**os.environ, "SAGE_STORE": str(tmp_path / "store"), "TORCH_INDEX_URL": torch_index}
-    invoke = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO)]
-    assert (
-        subprocess.run(
-            [*invoke, "publish", "--wheel", str(wheel), "--allow-unverified"], env=env, capture_output=True
-        ).returncode
-        == 0
-    )
-    venv = support.make_venv(tmp_path / "venv")
-    assert subprocess.run([*invoke, "pin", "--python", str(venv)], env=env, capture_output=True).returncode == 0
+    env, invoke, venv = published_locally(tmp_path, torch_index, wheel)
     result = subprocess.run(
         [*invoke, "fetch", "--python", str(venv), "--recipe", str(recipe), "--arch", "12.0"],
         env=env,
