@@ -3,9 +3,7 @@
 # run; binary arch listing (our ELF reader vs cuobjdump); fetch on the H100 rejecting the
 # RTX 5090 wheel. Writes results under $OUT.
 set -u
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
+. bench/device_setup.sh
 nvidia-smi > "$OUT/nvidia-smi.txt"; nproc; grep -E "MemTotal|MemAvailable" /proc/meminfo; which nvcc cuobjdump ninja
 python3 -m pip list 2>/dev/null | grep -iE "^(torch|torchvision|torchaudio|triton|setuptools|wheel|packaging|ninja|invoke|pytest|requests|huggingface)[ _-]"
 python3 -m invoke probe

@@ -3,9 +3,7 @@
 # environment, full kernel test, publish, fetch into another fresh environment, quick test --
 # plus the accuracy-gate tests; memory sampled during the run. Results under $OUT.
 set -u
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
+. bench/device_setup.sh
 (while sleep 1; do awk '/MemAvailable/ {print $2}' /proc/meminfo; done > /tmp/mem.log) &
 SAMPLER=$!
 start=$(date +%s)
@@ -15,10 +13,4 @@ echo "pytest wall: $(( $(date +%s) - start )) s"
 kill $SAMPLER
 python3 -c "v=[int(x) for x in open('/tmp/mem.log') if x.strip()]; print(f'memory: peak use {(max(v)-min(v))//1024} MiB above the idle level ({len(v)} samples)')"
 for f in "$OUT"/gpu-auto-*-kernel-report.json; do [ -f "$f" ] && python3 bench/kernel_table.py "$f"; done
-python3 -c "
-import json
-for name in ('gpu-auto-build.json', 'gpu-auto-fetch.json'):
-    try: r = json.load(open('$OUT/' + name))
-    except OSError: continue
-    print(name, [(s['stage'], s['outcome'], s['seconds']) for s in r['stages']])
-"
+print_stages

@@ -4,18 +4,10 @@
 # Device proof, part 5 (H100): the same GPU flow as part 2 for upstream main d1a57a5 (which
 # carries the sm90 fix), to show which ref passes the gate where v2.2.0 fails.
 set -u
-export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site
+. bench/device_setup.sh
 start=$(date +%s)
 SAGE_GPU_RECIPE=sageattention-2.2.0-d1a57a5 SAGE_SOURCE_DIR="$PWD/.upstream/d1a57a5" SAGE_PROOF_DIR="$OUT" timeout 570 \
   python3 -m pytest -v -p no:cacheprovider "tests/test_gpu.py::test_build_check_publish_then_fetch_into_a_fresh_environment" 2>&1 | tail -25
 echo "pytest wall: $(( $(date +%s) - start )) s"
 for f in "$OUT"/gpu-auto-*-kernel-report.json; do [ -f "$f" ] && python3 bench/kernel_table.py "$f"; done
-python3 -c "
-import json
-for name in ('gpu-auto-build.json', 'gpu-auto-fetch.json'):
-    try: r = json.load(open('$OUT/' + name))
-    except OSError: continue
-    print(name, [(s['stage'], s['outcome'], s['seconds']) for s in r['stages']])
-"
+print_stages
