@@ -36,6 +36,7 @@ class FetchResult:
     wheel: Path | None
     installed_version: str | None
     want: Want
+    target: TargetEnv | None = None  # the target as read back after the install
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,8 +125,9 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
         raise IntegrityError(f"{so} in {path.name} has no machine code for compute capability {', '.join(lacking)}")
 
 
-def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_version: str, package: str) -> str:
-    """Install --no-deps into the target (all or nothing), then read the installed version back."""
+def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_version: str, package: str) -> TargetEnv:
+    """Install --no-deps into the target (all or nothing), then read the target back: the
+    installed version must be the wheel's. Returns the target as it is now."""
     try:
         installer.install_wheel(wheel, target, package)
     except installer.Unsupported as why:
@@ -146,10 +148,12 @@ def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_ver
             error=EnvironmentProblem,
             hint=f"pip could not install {wheel.name} into {target.python}; the previous installation (if any) was kept",
         )
-    installed = probe.read_target(target.python, extra=[package], env=env).version_of(package)
-    if installed != expected_version:
-        raise EnvironmentProblem(f"after installing {wheel.name}, {target.python} reports {package} {installed}")
-    return installed
+    after = probe.read_target(target.python, extra=[package], env=env)
+    if after.version_of(package) != expected_version:
+        raise EnvironmentProblem(
+            f"after installing {wheel.name}, {target.python} reports {package} {after.version_of(package)}"
+        )
+    return after
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -200,14 +204,15 @@ def fetch_from_store(
     wheel = _cached_download(store, entry, settings.cache_dir)
     verify_file(wheel, entry.wheel_sha256, entry.wheel_size, discard=_inside(wheel, settings.cache_dir))
     check_against_wheel(wheel, entry, want)
-    installed = None
-    if install_wheel:
-        installed = install(machine.target, wheel, settings.env, entry.version, settings.recipe.package)
+    after = (
+        install(machine.target, wheel, settings.env, entry.version, settings.recipe.package) if install_wheel else None
+    )
+    installed = after.version_of(settings.recipe.package) if after else None
+    if after:
         log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
     logsetup.end_step(log)
-    return FetchResult(
-        "installed" if install_wheel else "downloaded", store.description, selection, entry, wheel, installed, want
-    )
+    outcome = "installed" if install_wheel else "downloaded"
+    return FetchResult(outcome, store.description, selection, entry, wheel, installed, want, after)
 
 
 def fetch_from_url(
@@ -251,7 +256,8 @@ def fetch_from_url(
         raise IntegrityError(f"{name} has tags {', '.join(info.tags)}, none fits {machine.target.python}")
     if entry is not None:
         check_against_wheel(wheel, entry, want)
-    installed = None
-    if install_wheel:
-        installed = install(machine.target, wheel, settings.env, info.version, settings.recipe.package)
-    return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want)
+    after = (
+        install(machine.target, wheel, settings.env, info.version, settings.recipe.package) if install_wheel else None
+    )
+    installed = after.version_of(settings.recipe.package) if after else None
+    return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want, after)

@@ -178,8 +178,10 @@ def _auto(settings: Settings, report: RunReport, *, dry_run: bool, allow_unverif
             rec.detail = fetched.entry.wheel_file if fetched.entry else str(fetched.wheel)
             report.result["fetch"] = fetched.to_dict()
     if fetched is not None:
-        if not dry_run:
-            _check(settings, found, report, quick=True, fatal_unverified=False)
+        if fetched.target is not None:
+            _check(
+                settings, dataclasses.replace(found, target=fetched.target), report, quick=True, fatal_unverified=False
+            )
         return
     _build_path(
         settings, found, store, report, pinned.stack.index_url, dry_run=dry_run, allow_unverified=allow_unverified
@@ -224,10 +226,11 @@ def _build_path(
         report.result["build"] = built.to_dict()
         rec.detail = f"{built.wheel.name}"
     with report.stage("install") as rec:
-        rec.detail = fetch.install(
-            found.target, built.wheel, settings.env, built.entry.version, settings.recipe.package
-        )
-    _check(settings, found, report, quick=False, fatal_unverified=not allow_unverified)
+        after = fetch.install(found.target, built.wheel, settings.env, built.entry.version, settings.recipe.package)
+        rec.detail = str(after.version_of(settings.recipe.package))
+    _check(
+        settings, dataclasses.replace(found, target=after), report, quick=False, fatal_unverified=not allow_unverified
+    )
     with report.stage("publish") as rec:
         published = publish(store, built.wheel, built.manifest_path, allow_unverified=allow_unverified)
         report.result["publish"] = published.to_dict()

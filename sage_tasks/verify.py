@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import log as logsetup
-from . import manifest, probe, redaction, runner
+from . import manifest, redaction, runner
 from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
 from .install import installed_sha256
 from .manifest import Verification
@@ -110,7 +110,7 @@ def run_check(
 ) -> CheckResult:
     recipe = settings.recipe
     python = machine.target.python
-    now = probe.read_target(python, extra=[recipe.package], env=settings.env)
+    now = machine.target  # read with the recipe's package (probe's extra): installed version and origin
     installed = now.version_of(recipe.package)
     if installed is None:
         raise EnvironmentProblem(
