@@ -7,6 +7,7 @@ Each task resolves settings, calls one library function and prints its result; t
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ COMMON = {
     "hub": "Hugging Face repo id to use as the store (default: HF_REPO_ID when set)",
     "json": "print one JSON record on stdout instead of tables (progress stays on stderr)",
     "verbose": "show debug output",
+    "installer": "uv or pip for the torch stack (default: SAGE_INSTALLER, else uv when it can run)",
+    "keep_stack": "never change an installed torch/torchvision/torchaudio/triton (SAGE_KEEP_STACK=1 too)",
 }
 
 
@@ -47,6 +50,11 @@ def _guard(verbose: bool = False) -> Iterator[None]:
         where = f" ({e.filename})" if e.filename else ""
         problem = EnvironmentProblem(f"{e.strerror or e}{where}", "free disk space or raise the limit, then run again")
         raise Exit(redaction.redact(problem.one_line()), code=int(problem.code)) from e
+
+
+def _progress(json: bool) -> bool:
+    """Installer progress on a terminal only: never in --json output or a CI log."""
+    return not json and sys.stderr.isatty()
 
 
 def _settings(**flags: object) -> settings_mod.Settings:
@@ -73,7 +81,7 @@ def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=F
 
 
 @task(help=_help(
-    "python", "recipe", "store", "hub", "json", "verbose",
+    "python", "recipe", "store", "hub", "json", "verbose", "installer", "keep_stack",
     check="only compare; exit 10 if anything differs, install nothing",
     dry_run="print the exact pip command, install nothing",
     stack="stack lock name in manifests/stacks or a .toml path (default: by GPU arch)",
@@ -89,6 +97,8 @@ def pin(
     arch=None,
     check=False,
     dry_run=False,
+    installer=None,
+    keep_stack=False,
     json=False,
     verbose=False,
 ):
@@ -101,7 +111,10 @@ def pin(
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, store=store, hub=hub, stack=stack, arch=arch)
+        s = _settings(
+            python=python, recipe=recipe, store=store, hub=hub, stack=stack, arch=arch, installer=installer,
+            keep_stack=keep_stack, progress=_progress(json),
+        )  # fmt: skip
         found = pipeline.machine(s)
         index = open_store(s.store, s.env).read_index()
         result, _ = pipeline.pin(s, found, index, check_only=check, dry_run=dry_run)
@@ -327,7 +340,7 @@ def source(c, dest, recipe=None, verbose=False):
 
 
 @task(help=_help(
-    "python", "recipe", "store", "hub", "json", "verbose",
+    "python", "recipe", "store", "hub", "json", "verbose", "installer", "keep_stack",
     arch="compute capability to build/choose for when there is no GPU (e.g. 12.0)",
     source="local source checkout or tarball for the build (default: clone the pinned commit)",
     dist="folder for built wheels (default: ./dist)",
@@ -349,6 +362,8 @@ def auto(
     dry_run=False,
     allow_unverified=False,
     report=None,
+    installer=None,
+    keep_stack=False,
     json=False,
     verbose=False,
 ):
@@ -358,8 +373,9 @@ def auto(
 
     with _guard(verbose):
         s = _settings(
-            python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack
-        )
+            python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack,
+            installer=installer, keep_stack=keep_stack, progress=_progress(json),
+        )  # fmt: skip
         run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified)
         if report:
             write_atomic(Path(report), dumps(run.to_dict()))

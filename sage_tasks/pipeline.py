@@ -52,7 +52,17 @@ def pin(
     settings: Settings, found: Machine, index: Index | None, *, check_only: bool = False, dry_run: bool = False
 ) -> tuple[stack.PinResult, Machine]:
     pinned = resolve_stack(settings, found, index)
-    result = stack.apply(pinned, found.target, settings.env, check_only=check_only, dry_run=dry_run)
+    result = stack.apply(
+        pinned,
+        found.target,
+        settings.env,
+        check_only=check_only,
+        dry_run=dry_run,
+        installer=settings.installer,
+        cache_dir=settings.cache_dir,
+        progress=settings.progress,
+        keep_installed=settings.keep_stack,
+    )
     if result.changed:
         target = probe.read_target(found.target.python, [settings.recipe.package], env=settings.env)
         found = dataclasses.replace(found, target=target)

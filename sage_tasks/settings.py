@@ -10,7 +10,6 @@ bash installer's variable names keep working: ``HF_REPO_ID``, ``HF_TOKEN``, ``HF
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ from .errors import ConfigError, IntegrityError
 from .manifest import check_relative_path
 from .recipe import Recipe, Source, load_recipe
 
-FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose"}
+FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose", "installer", "keep_stack",
+         "progress"}  # fmt: skip
+INSTALLERS = ("uv", "pip")
 _DEFAULT_KEYS = {"recipe", "stack", "remote_dir"}
 TRUE = {"1", "true", "yes", "on"}
 
@@ -65,6 +66,10 @@ class Settings:
     allow_http: bool
     env: Mapping[str, str]
     verbose: bool = False
+    installer: str | None = None  # "uv" or "pip" forced; None: uv when it can run
+    keep_stack: bool = False  # never change torch/torchvision/torchaudio/triton
+    progress: bool = False  # show installer progress (a terminal, not --json, not CI)
+    python_origin: str = "this interpreter"
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("env", "recipe")}
@@ -155,7 +160,13 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         endpoint=env.get("HF_ENDPOINT") or None,
         preferred_arch=_lock_arch(default_stack, manifests_dir),
     )
-    python = flags.get("python") or env.get("PYTHON_BIN") or sys.executable
+    python, python_origin = locations.default_python(flags.get("python"), env)
+    installer = (flags.get("installer") or env.get("SAGE_INSTALLER") or "").strip().lower() or None
+    if installer is not None and installer not in INSTALLERS:
+        raise ConfigError(
+            f"installer {installer!r} is not uv or pip", "use --installer uv|pip or SAGE_INSTALLER=uv|pip"
+        )
+    in_ci = env.get("CI", "").lower() in TRUE or env.get("GITHUB_ACTIONS") == "true"
     return Settings(
         python=python,
         recipe=recipe,
@@ -176,4 +187,8 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         allow_http=env.get("SAGE_ALLOW_HTTP", "0").strip().lower() in TRUE,
         env=env,
         verbose=bool(flags.get("verbose")),
+        installer=installer,
+        keep_stack=bool(flags.get("keep_stack")) or env.get("SAGE_KEEP_STACK", "0").strip().lower() in TRUE,
+        progress=bool(flags.get("progress")) and not in_ci,
+        python_origin=python_origin,
     )

@@ -1,21 +1,29 @@
 """The pinned torch/torchvision/torchaudio/triton stack: resolve, compare, install what differs.
 
 Resolution order (highest first): environment variables (``TORCH_VERSION``...) > the store's
-manifest for this variant > the committed stack lock. ``diff`` and ``pip_command`` are pure;
-``apply`` runs pip once for the packages that differ, then re-reads and verifies.
+manifest for this variant > the committed stack lock. ``diff``, ``commands`` and ``pip_command``
+(the bare pip baseline) are pure; ``apply`` installs the packages that differ with uv (pip as
+fallback, see ``installers``), downloading everything before the environment changes, then
+re-reads and verifies.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from . import archs, probe, runner, tomlfile
+from . import archs, atomic, installers, probe, runner, tomlfile
+from . import log as logsetup
 from .errors import ConfigError, EnvironmentProblem
 from .manifest import WheelManifest
 
@@ -214,6 +222,54 @@ def as_if_installed(target: probe.TargetEnv, differences: Sequence[Difference], 
 
 # ---------------------------------------------------------------- action
 
+INTERRUPTED_MARKER = ".sage-tasks/pin-in-progress.json"  # in the target's site-packages while pin installs
+GIB = 1024**3
+
+
+def disk_needed(differences: Sequence[Difference]) -> int:
+    """Bytes a stack install may need (download + unpacked): a CUDA torch is several GB."""
+    if any(d.package == "torch" for d in differences):
+        return 8 * GIB
+    return GIB if differences else 0
+
+
+def marker_path(target: probe.TargetEnv) -> Path | None:
+    purelib = target.paths.get("purelib")
+    return Path(purelib) / INTERRUPTED_MARKER if purelib else None
+
+
+def interrupted(target: probe.TargetEnv) -> bool:
+    """A pin was killed while installing into this environment: its files cannot be trusted."""
+    marker = marker_path(target)
+    return bool(marker and marker.is_file())
+
+
+def with_interruption(differences: list[Difference], stack: Stack, target: probe.TargetEnv) -> list[Difference]:
+    """After an interrupted install every pinned package is reinstalled, satisfied or not."""
+    named = {d.package for d in differences}
+    return differences + [
+        Difference(p, wanted_spec(p, stack.versions[p], stack.flavor), target.version_of(p),
+                   "an earlier install into this environment was interrupted")
+        for p in PACKAGES
+        if p not in named
+    ]  # fmt: skip
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_disk(need: int, places: Sequence[Path]) -> None:
+    for place in places:
+        free = _free_bytes(place)
+        if free < need:
+            raise EnvironmentProblem(
+                f"{place} has {free / GIB:.1f} GiB free; installing the stack needs about {need / GIB:.0f} GiB",
+                "free disk space (or point SAGE_TASKS_CACHE/UV_CACHE_DIR elsewhere) and run again; nothing was changed",
+            )
+
 
 @dataclass(frozen=True)
 class PinResult:
@@ -222,6 +278,7 @@ class PinResult:
     command: tuple[str, ...] | None
     installed: Mapping[str, str | None]
     changed: bool
+    installer: Mapping[str, object] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -230,7 +287,55 @@ class PinResult:
             "command": list(self.command) if self.command else None,
             "installed": dict(self.installed),
             "changed": self.changed,
+            "installer": dict(self.installer) if self.installer else None,
         }
+
+
+def commands(
+    choice: installers.Choice,
+    python: str,
+    differences: Sequence[Difference],
+    stack: Stack,
+    env: Mapping[str, str],
+    folder: Path,
+    *,
+    reinstall: bool,
+    quiet: bool,
+) -> list[list[str]]:
+    """The installer processes, in order: uv resolves and downloads everything before it touches
+    the environment; with pip, ``pip download`` first, then an install from that folder only."""
+    specs = [f"{d.package}=={d.wanted}" for d in differences]
+    if choice.tool == "uv":
+        assert choice.uv
+        index_args = installers.uv_index_args(stack.index_url, choice.pip_settings, env)
+        return [installers.uv_install_command(choice.uv, python, specs, index_args, reinstall=reinstall, quiet=quiet)]
+    return [
+        installers.pip_download_command(python, specs, str(folder), stack.index_url, quiet=quiet),
+        installers.pip_install_command(python, specs, str(folder), reinstall=reinstall, quiet=quiet),
+    ]
+
+
+def _run_installer(argv: list[str], env: Mapping[str, str], hint: str, *, progress: bool, log_dir: Path) -> None:
+    if not progress:
+        runner.run(argv, env=env, error=EnvironmentProblem, hint=hint)
+        return
+    watch = time.perf_counter()
+
+    def show(line: str) -> None:
+        if line.strip():
+            log.info("  %s", line.strip()[:200])
+
+    def beat(seconds: float, last: str) -> None:
+        log.info("  … %.0f s: %s", seconds, last.strip()[:120])
+
+    runner.stream(argv, log_path=log_dir / f"pin-{int(time.time())}.log", env=env, on_line=show,
+                  heartbeat_s=10.0, on_heartbeat=beat, error=EnvironmentProblem, hint=hint)  # fmt: skip
+    log.info("  installed in %.1f s", time.perf_counter() - watch)
+
+
+def _joined(argvs: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Several commands as one display line: ``a ... && b ...``."""
+    return tuple(word for argv in argvs for word in [*argv, "&&"])[:-1]
 
 
 def apply(
@@ -240,34 +345,80 @@ def apply(
     *,
     check_only: bool = False,
     dry_run: bool = False,
+    installer: str | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+    keep_installed: bool = False,
 ) -> PinResult:
+    """Install what differs (uv, or pip as fallback), then read back and verify every pin.
+
+    The environment is marked while the installer runs; a run killed half-way leaves the
+    mark, and the next ``pin`` reinstalls the whole stack over whatever was left."""
+    was_interrupted = interrupted(target)
     differences = diff(stack, target)
+    if was_interrupted:
+        differences = with_interruption(differences, stack, target)
+    if keep_installed:  # --keep-stack: only what is missing, never a replacement
+        kept = [d for d in differences if d.installed is not None]
+        if kept:
+            log.info("--keep-stack: keeping %s", ", ".join(f"{d.package} {d.installed}" for d in kept))
+        differences = [d for d in differences if d.installed is None]
+    else:
+        for d in differences:
+            if d.installed is not None and d.package == "torch":
+                log.warning("pin replaces torch %s with %s (--keep-stack keeps it)", d.installed, d.wanted)
     installed = {p: target.version_of(p) for p in PACKAGES}
     if not differences:
         return PinResult(stack, (), None, installed, changed=False)
-    command = pip_command(target.python, differences, stack)
     if check_only:
         listing = "; ".join(f"{d.package}: {d.reason}" for d in differences)
         raise EnvironmentProblem(
             f"the stack in {target.python} differs from the pin: {listing}",
             "run `invoke pin` to install the pinned versions",
         )
+    choice = installers.resolve(installer, target.python, env)
+    cache = cache_dir or Path(tempfile.gettempdir()) / "sage-tasks"
+    folder = cache / "pin-downloads"
+    argvs = commands(choice, target.python, differences, stack, env, folder, reinstall=was_interrupted,
+                     quiet=not progress)  # fmt: skip
     if dry_run:
-        return PinResult(stack, tuple(differences), tuple(command), installed, changed=False)
-    runner.run(
-        command,
-        env=env,
-        error=EnvironmentProblem,
-        hint=f"check that {stack.index_url or 'the index'} is reachable and has these versions for this Python",
-    )
+        return PinResult(
+            stack, tuple(differences), _joined(argvs), installed, changed=False, installer=choice.to_dict()
+        )
+    marker = marker_path(target)
+    places = [p for p in (marker.parent.parent if marker else None, cache) if p is not None]
+    check_disk(disk_needed(differences), places)
+    hint = f"check that {stack.index_url or 'the index'} is reachable and has these versions for this Python"
+    run_env = installers.uv_env(choice.pip_settings, env) if choice.tool == "uv" else env
+    logsetup.step(log, f"install {', '.join(d.package + '==' + d.wanted for d in differences)} with {choice.tool}")
+    all_argvs = list(argvs)
+    if choice.tool == "pip":  # download everything first: a failed download leaves the stack as it was
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        _run_installer(argvs[0], env, hint, progress=progress, log_dir=cache / "logs")
+        argvs = argvs[1:]
+    if marker:
+        atomic.write(marker, json.dumps({"packages": [d.package for d in differences], "pid": os.getpid()}))
+    for argv in argvs:
+        _run_installer(argv, run_env, hint, progress=progress, log_dir=cache / "logs")
+    logsetup.end_step(log)
     after = probe.read_target(target.python, env=env)
-    left = diff(stack, after)
+    left = [d for d in diff(stack, after) if d.package in {x.package for x in differences}]
     if left:
         listing = "; ".join(f"{d.package}: {d.reason}" for d in left)
         raise EnvironmentProblem(
             f"after installing, the stack still differs: {listing}",
             "another constraint (pip config, PIP_CONSTRAINT) may be holding a version back",
         )
+    if marker:
+        marker.unlink(missing_ok=True)
+    if choice.tool == "pip":
+        shutil.rmtree(folder, ignore_errors=True)
     return PinResult(
-        stack, tuple(differences), tuple(command), {p: after.version_of(p) for p in PACKAGES}, changed=True
+        stack,
+        tuple(differences),
+        _joined(all_argvs),
+        {p: after.version_of(p) for p in PACKAGES},
+        changed=True,
+        installer=choice.to_dict(),
     )
