@@ -75,6 +75,8 @@ def report_selection(selection: Selection, origin: str) -> None:
         log.info("  rejected %s:", rejection.wheel_file)
         for reason in rejection.reasons:
             log.info("    - %s", reason)
+    for note in selection.notes:
+        log.info("  note: %s", note)
     if selection.chosen:
         log.info("  chose %s (%s)", selection.chosen.wheel_file, selection.chosen.verification.status)
 

@@ -22,7 +22,7 @@ from typing import Any
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from . import atomic, minischema, redaction
-from .archs import cuda_from_flavor, parse_arch_list, sm_number
+from .archs import cuda_from_flavor, flavor_from_index_url, parse_arch_list, sm_number
 from .errors import ConfigError, IntegrityError, StoreError
 from .locations import manifests_dir
 
@@ -136,8 +136,12 @@ class WheelManifest:
     source: dict[str, Any] = field(default_factory=lambda: {"repo": None, "ref": None, "commit": None})
     build: dict[str, Any] | None = None
     verification: Verification = field(default_factory=Verification)
-    yanked: dict[str, str] | None = None
+    yanked: dict[str, Any] | None = None
     legacy: bool = False
+    # the bash installer's latest.json as it wrote it, for wheels it published (nothing is dropped)
+    installer: dict[str, Any] | None = None
+    # for a plain-version twin: the labelled wheel it was made from (same binaries)
+    twin_of: str | None = None
     created_at: str = field(default_factory=now)
     schema_version: int = SCHEMA_VERSION
 
@@ -196,8 +200,13 @@ def from_dict(data: Any, where: str = "manifest") -> WheelManifest:
 
 @dataclass(frozen=True)
 class Index:
+    """``latest``: the wheel ``latest.json`` names (None: no pointer). ``pending``: wheels
+    known only from the bash installer's ``latest.json`` (not yet written into ``index.json``)."""
+
     wheels: tuple[WheelManifest, ...] = ()
     updated_at: str | None = None
+    latest: str | None = None
+    pending: tuple[str, ...] = ()
 
     def get(self, wheel_file: str) -> WheelManifest | None:
         return next((w for w in self.wheels if w.wheel_file == wheel_file), None)
@@ -205,12 +214,20 @@ class Index:
     def with_entry(self, entry: WheelManifest) -> Index:
         """The index with ``entry`` added, or replacing the entry of the same file."""
         others = tuple(w for w in self.wheels if w.wheel_file != entry.wheel_file)
-        return Index(wheels=(*others, entry), updated_at=now())
+        return dataclasses.replace(self, wheels=(*others, entry), updated_at=now())
+
+    def replace(self, **changes: Any) -> Index:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def latest_entry(self) -> WheelManifest | None:
+        return self.get(self.latest) if self.latest else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
             "updated_at": self.updated_at,
+            "latest": self.latest,
             "wheels": [w.to_dict() for w in self.wheels],
         }
 
@@ -230,7 +247,8 @@ def index_from_dict(data: Any, where: str = "index.json") -> Index:
     names = [w.wheel_file for w in wheels]
     if len(set(names)) != len(names):
         raise StoreError(f"malformed {where}: a wheel file is listed twice")
-    return Index(wheels=tuple(wheels), updated_at=data.get("updated_at"))
+    latest = data.get("latest")
+    return Index(wheels=tuple(wheels), updated_at=data.get("updated_at"), latest=latest if latest in names else None)
 
 
 def changed_manifests(old: Index, new: Index) -> dict[str, bytes]:
@@ -248,61 +266,114 @@ def parse_json(text: str | bytes, where: str, error: type[Exception] = StoreErro
 
 # ---------------------------------------------------------------- the bash installer's latest.json
 
+INSTALLER_FOLDER = "sageattention220"  # the bash installer's default REMOTE_DIR
+INSTALLER_MIN_CUDA = "12.8"  # the CUDA the installer assumes when its latest.json does not say
+
 
 def latest_record(entry: WheelManifest, wheel_url: str | None = None) -> dict[str, Any]:
-    """``latest.json``: the bash installer's field names, then our full manifest fields."""
+    """``latest.json`` for ``entry``: the bash installer's field names, then our manifest fields.
+    A wheel the installer published gets its own file back, as it wrote it."""
+    if entry.legacy and entry.installer:
+        return dict(entry.installer)
+    sass = [a.removeprefix("sm_") for a in entry.cuda_archs if a.startswith("sm_")]
     bash = {
         "created_at_utc": entry.created_at,
         "wheel_file": entry.wheel_file,
         "wheel_sha256": entry.wheel_sha256,
         "hf_wheel_url": wheel_url,
-        "sageattention_version": entry.version.split("+", 1)[0],
+        "sageattention_version": entry.version,
+        "expected_sageattention_version": entry.version,
         "torch_version": entry.torch_version,
         "torchvision_version": entry.torchvision_version,
         "torchaudio_version": entry.torchaudio_version,
         "triton_version": entry.triton_version,
         "torch_index_url": entry.torch_index_url,
         "target_arch": entry.target_arch,
-        "cudaarchs": "".join(a.removeprefix("sm_") for a in entry.cuda_archs if a.startswith("sm_"))[:16] or None,
+        "cudaarchs": ";".join(sass) or None,
+        "required_min_cuda": entry.torch_cuda,
         "built_from_repo": entry.source.get("repo"),
         "built_from_ref": entry.source.get("ref"),
+        "built_from_commit": entry.source.get("commit"),
         "builder_gpu_name": entry.verification.gpu,
         "builder_gpu_compute_capability": entry.verification.compute_capability,
         "python_tag": entry.python_tag,
+        "platform": entry.platform_tag,
+        "machine": entry.platform_tag.split("_", 1)[-1] if "_" in entry.platform_tag else None,
     }
     return {**entry.to_dict(), **bash}
 
 
-def choose_latest(wheels: Iterable[WheelManifest], preferred_arch: str | None) -> WheelManifest | None:
-    """The default variant: newest usable wheel, preferring the default arch and verified ones."""
-    usable = [w for w in wheels if not w.yanked and w.verification.status != "failed" and not w.legacy]
-    if not usable:
-        return None
-    return max(
-        usable,
-        key=lambda w: (w.target_arch == preferred_arch, w.verification.passed, w.created_at),
-    )
+def legacy_torch_cuda(data: Mapping[str, Any]) -> tuple[str | None, str]:
+    """The CUDA of the torch an installer entry was built against, and where it came from (pure):
+    the local label of ``torch_version`` (``+cu128``), else ``torch_index_url`` (``.../cu128``),
+    else ``required_min_cuda``, else unknown."""
+    torch = data.get("torch_version")
+    if isinstance(torch, str) and "+" in torch:
+        cuda = cuda_from_flavor(torch.split("+", 1)[1])
+        if cuda:
+            return cuda, "torch_version"
+    url = data.get("torch_index_url")
+    cuda = cuda_from_flavor(flavor_from_index_url(url) if isinstance(url, str) else None)
+    if cuda:
+        return cuda, "torch_index_url"
+    minimum = data.get("required_min_cuda")
+    if isinstance(minimum, str) and re.fullmatch(r"\d{1,2}\.\d{1,2}", minimum.strip()):
+        return minimum.strip(), "required_min_cuda"
+    return None, "unknown"
+
+
+def _legacy_archs(data: Mapping[str, Any]) -> list[str]:
+    """SASS archs the installer claims: ``cudaarchs`` (``120``, ``89;120``), else ``target_arch``."""
+    found: list[str] = []
+    for key in ("cudaarchs", "target_arch"):
+        text = data.get(key)
+        if not isinstance(text, str) or found:
+            continue
+        for item in re.split(r"[;,\s]+", text.strip()):
+            item = item.strip().lower().removeprefix("sm_")
+            try:
+                arch = sm_number(parse_arch_list(item)[0]) if "." in item else int(item.rstrip("a"))
+            except (ConfigError, ValueError, IndexError):
+                continue
+            if 10 <= arch <= 999 and f"sm_{arch}" not in found:
+                found.append(f"sm_{arch}")
+    return found
+
+
+def _scalar_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in list(data.items())[:100]
+        if isinstance(k, str) and len(k) <= 100 and (v is None or isinstance(v, str | int | float | bool))
+    }
 
 
 def from_legacy_latest(data: Any, where: str) -> WheelManifest:
-    """Read the bash installer's ``REMOTE_DIR/latest.json`` (its wheel sits next to it)."""
+    """Read the bash installer's ``latest.json`` (its wheel sits next to it), keeping its fields."""
     if not isinstance(data, dict):
         raise StoreError(f"malformed {where}: expected a JSON object")
-    name = check_wheel_name(data.get("wheel_file", ""))
+    named = data.get("wheel_file")
+    if not named and isinstance(data.get("hf_wheel_url"), str):
+        named = data["hf_wheel_url"].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = check_wheel_name(named or "")
     sha = data.get("wheel_sha256")
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise IntegrityError(f"{where} has no valid wheel_sha256", "republish the wheel with sage-tasks")
     python_tag, abi_tag, platform_tag = wheel_tags(name)
     _, version, _, _ = parse_wheel_filename(name)
     torch_version = data.get("torch_version")
-    cuda = None
-    if isinstance(torch_version, str) and "+" in torch_version:
-        cuda = cuda_from_flavor(torch_version.split("+", 1)[1])
+    cuda, _origin = legacy_torch_cuda(data)
     target = data.get("target_arch") if isinstance(data.get("target_arch"), str) else None
-    try:
-        target_archs = parse_arch_list(target)
-    except ConfigError:
-        target_archs = ()
+    commit = data.get("built_from_commit")
+    builder = {
+        "gpu": data.get("builder_gpu_name") if isinstance(data.get("builder_gpu_name"), str) else None,
+        "compute_capability": (
+            data.get("builder_gpu_compute_capability")
+            if isinstance(data.get("builder_gpu_compute_capability"), str)
+            else None
+        ),
+    }
+    text = lambda key: data.get(key) if isinstance(data.get(key), str) else None  # noqa: E731
     record = {
         "schema_version": SCHEMA_VERSION,
         "package": name.split("-", 1)[0],
@@ -314,23 +385,97 @@ def from_legacy_latest(data: Any, where: str) -> WheelManifest:
         "python_tag": python_tag,
         "abi_tag": abi_tag,
         "platform_tag": platform_tag,
-        "torch_version": torch_version if isinstance(torch_version, str) else None,
+        "torch_version": text("torch_version") if torch_version else None,
         "torch_cuda": cuda,
         "torch_cxx11_abi": None,
-        "torchvision_version": data.get("torchvision_version"),
-        "torchaudio_version": data.get("torchaudio_version"),
-        "triton_version": data.get("triton_version"),
-        "torch_index_url": data.get("torch_index_url"),
+        "torchvision_version": text("torchvision_version"),
+        "torchaudio_version": text("torchaudio_version"),
+        "triton_version": text("triton_version"),
+        "torch_index_url": text("torch_index_url"),
         "target_arch": target,
         # The bash installer built for TORCH_CUDA_ARCH_LIST without recording the binaries:
         # its claim is checked against the wheel's own binaries after download.
-        "cuda_archs": [f"sm_{sm_number(a)}" for a in target_archs],
-        "source": {"repo": data.get("built_from_repo"), "ref": data.get("built_from_ref"), "commit": None},
+        "cuda_archs": _legacy_archs(data),
+        "source": {
+            "repo": text("built_from_repo"),
+            "ref": text("built_from_ref"),
+            "commit": commit if isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{7,64}", commit) else None,
+        },
+        "build": builder if any(builder.values()) else None,
         "verification": {"status": "unverified", "summary": "published by the bash installer"},
         "legacy": True,
-        "created_at": str(data.get("created_at_utc") or now()),
+        "installer": _scalar_fields(data),
+        "created_at": str(data.get("created_at_utc") or now())[:64],
     }
     return from_dict(record, where)
+
+
+@dataclass(frozen=True)
+class FolderRead:
+    """What one store folder holds: the index (with the installer's latest upload in it, when
+    ``index.json`` lacks it), whether the two files exist, and lines to tell the user."""
+
+    index: Index
+    has_index: bool
+    has_latest: bool
+    notes: tuple[str, ...] = ()
+
+
+def read_folder(index_data: Any | None, latest_data: Any | None, where: str) -> FolderRead | None:
+    """``index.json`` and ``latest.json`` of one folder as one index (pure); None: neither exists.
+
+    A ``latest.json`` without ``schema_version`` was written by the bash installer: when it
+    names a wheel the index lacks (an upload after the index was written, or a store sage-tasks
+    never wrote), that wheel is offered as a pending entry, and the pointer names it.
+    """
+    if index_data is None and latest_data is None:
+        return None
+    index = index_from_dict(index_data, f"{where}/{INDEX_FILE}") if index_data is not None else Index()
+    has_index, has_latest = index_data is not None, latest_data is not None
+    if not isinstance(latest_data, dict):
+        return FolderRead(index, has_index, has_latest)
+    named = latest_data.get("wheel_file")
+    if "schema_version" in latest_data:  # ours: the index decides; old indexes had no "latest"
+        if has_index and "latest" not in index_data and isinstance(named, str) and index.get(named):
+            index = index.replace(latest=named)
+        return FolderRead(index, has_index, has_latest)
+    try:
+        entry = from_legacy_latest(latest_data, f"{where}/{LATEST_FILE}")
+    except (StoreError, IntegrityError) as e:
+        note = f"the bash installer's {where}/{LATEST_FILE} cannot be used ({e.message}); it is left as it is"
+        return FolderRead(index, has_index, has_latest, (note,))
+    known = next((w for w in index.wheels if w.wheel_sha256 == entry.wheel_sha256), None)
+    if known is not None:
+        return FolderRead(index.replace(latest=known.wheel_file), has_index, has_latest)
+    notes = []
+    stale = index.get(entry.wheel_file)
+    if stale is not None:
+        notes.append(
+            f"the bash installer replaced {entry.wheel_file} in {where} (sha256 {stale.wheel_sha256[:12]}… → "
+            f"{entry.wheel_sha256[:12]}…): the index entry now describes the new file"
+        )
+    others = tuple(w for w in index.wheels if w.wheel_file != entry.wheel_file)
+    index = index.replace(wheels=(*others, entry), latest=entry.wheel_file, pending=(entry.wheel_file,))
+    if has_index:
+        notes.append(
+            f"the bash installer published {entry.wheel_file} into {where} after its index was written: it is "
+            "offered for selection; `invoke adopt` (or the next publish or yank there) records it in the index"
+        )
+    else:
+        notes.append(
+            f"{where} holds the bash installer's store ({entry.wheel_file}) and no sage-tasks index: it is read "
+            "as it is; `invoke adopt` imports it into an index there (its files and latest.json stay as they are)"
+        )
+    return FolderRead(index, has_index, has_latest, tuple(notes))
+
+
+def fallback_note(configured: str, found: FolderRead) -> str:
+    """The line every command prints when the configured folder is empty and the installer's is not."""
+    then = "" if found.has_index else ", and `invoke adopt` to import its wheel into an index there"
+    return (
+        f"no sage-tasks store in {configured}/; using the bash installer's folder {INSTALLER_FOLDER}/ "
+        f"({len(found.index.wheels)} wheel(s)) instead: set REMOTE_DIR={INSTALLER_FOLDER} to use it directly{then}"
+    )
 
 
 # ---------------------------------------------------------------- atomic files

@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from . import archs
-from .manifest import WheelManifest
+from .manifest import INSTALLER_MIN_CUDA, WheelManifest
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,14 @@ class Selection:
     chosen: WheelManifest | None
     accepted: tuple[WheelManifest, ...]
     rejected: tuple[Rejection, ...]
+    notes: tuple[str, ...] = ()  # one line per accepted wheel that fit only by an assumption
 
     def to_dict(self) -> dict[str, object]:
         return {
             "chosen": self.chosen.wheel_file if self.chosen else None,
             "accepted": [w.wheel_file for w in self.accepted],
             "rejected": [r.to_dict() for r in self.rejected],
+            "notes": list(self.notes),
         }
 
 
@@ -119,7 +121,7 @@ def _torch_reasons(entry: WheelManifest, want: Want) -> list[str]:
     reasons = []
     if _public(entry.torch_version) != _public(want.torch_version):
         reasons.append(f"built against torch {entry.torch_version}, this environment has torch {want.torch_version}")
-    if (entry.torch_cuda or None) != (want.torch_cuda or None):
+    if (entry.torch_cuda or None) != (want.torch_cuda or None) and not unknown_cuda_fits(entry, want):
         reasons.append(f"built for torch with CUDA {entry.torch_cuda}, installed torch has CUDA {want.torch_cuda}")
     if (
         entry.torch_cxx11_abi is not None
@@ -130,6 +132,18 @@ def _torch_reasons(entry: WheelManifest, want: Want) -> list[str]:
             f"C++11 ABI {int(entry.torch_cxx11_abi)} in the wheel, {int(want.torch_cxx11_abi)} in installed torch"
         )
     return reasons
+
+
+def unknown_cuda_fits(entry: WheelManifest, want: Want) -> bool:
+    """A bash-installer wheel whose torch CUDA nobody recorded (plain torch version, no index URL,
+    no ``required_min_cuda``) fits a torch of the same public version whose CUDA has the same
+    major as, and is at least, the installer's minimum (12.8)."""
+    if not entry.legacy or entry.torch_cuda or not want.torch_cuda:
+        return False
+    if _public(entry.torch_version) != _public(want.torch_version):
+        return False
+    have, least = archs.cuda_tuple(want.torch_cuda), archs.cuda_tuple(INSTALLER_MIN_CUDA)
+    return have[0] == least[0] and have >= least
 
 
 def _arch_reasons(entry: WheelManifest, want: Want) -> list[str]:
@@ -143,8 +157,9 @@ def _arch_reasons(entry: WheelManifest, want: Want) -> list[str]:
     return []
 
 
-def _rank(entry: WheelManifest) -> tuple[int, int, str]:
-    return (int(entry.verification.passed), int(not entry.legacy), entry.created_at)
+def _rank(entry: WheelManifest) -> tuple[int, int, str, int]:
+    # a labelled wheel before its plain-version twin (same binaries; the twin is for the installer)
+    return (int(entry.verification.passed), int(not entry.legacy), entry.created_at, int(entry.twin_of is None))
 
 
 def select_wheel(entries: Iterable[WheelManifest], want: Want) -> Selection:
@@ -156,4 +171,10 @@ def select_wheel(entries: Iterable[WheelManifest], want: Want) -> Selection:
         else:
             accepted.append(entry)
     accepted.sort(key=_rank, reverse=True)
-    return Selection(accepted[0] if accepted else None, tuple(accepted), tuple(rejected))
+    notes = tuple(
+        f"{e.wheel_file}: the bash installer did not record its torch's CUDA; accepted because torch "
+        f"{want.torch_version} (CUDA {want.torch_cuda}: same major, at least {INSTALLER_MIN_CUDA}) is installed"
+        for e in accepted
+        if want.check_torch and unknown_cuda_fits(e, want)
+    )
+    return Selection(accepted[0] if accepted else None, tuple(accepted), tuple(rejected), notes)

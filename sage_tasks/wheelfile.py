@@ -153,3 +153,34 @@ def _rewrite(src: Path, tmp: Path, old_prefix: str, new_prefix: str, new_version
             writer.writerows(records)
             writer.writerow((f"{new_info}/RECORD", "", ""))
             zout.writestr(f"{new_info}/RECORD", out.getvalue())
+
+
+def plain_twin(src: Path, dest_dir: Path, build_tag: str) -> Path:
+    """Copy ``src`` into ``dest_dir`` with its public version (no local label) and ``build_tag``
+    in the file name: same files and binaries, ``METADATA`` and ``RECORD`` rewritten."""
+    if not re.fullmatch(r"[0-9][A-Za-z0-9]*", build_tag):
+        raise ValueError(f"not a wheel build tag: {build_tag}")
+    info = inspect(src)
+    public = Version(info.version).public
+    file_name = src.name.split("-")[0]
+    tags = "-".join(src.name[: -len(".whl")].split("-")[-3:])
+    target = dest_dir / f"{file_name}-{public}-{build_tag}-{tags}.whl"
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        _rewrite(src, tmp, f"{file_name}-{info.version}", f"{file_name}-{public}", public)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    inspect(target)
+    return target
+
+
+def extension_bytes(path: Path) -> dict[str, bytes]:
+    """The compiled extensions of a wheel, by path inside it, with their bytes."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return {n: zf.read(n) for n in zf.namelist() if re.search(r"\.so(\.[0-9.]+)?$|\.pyd$", n)}
+    except (zipfile.BadZipFile, OSError) as e:
+        raise IntegrityError(f"{path.name} is not a readable wheel: {e}") from e

@@ -121,7 +121,8 @@ class HubStore:
         self.offline = env.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.description = f"hf {self.repo_type} {self.repo_id}@{self.revision}:{self.root}"
-        self._legacy_root = self.root  # where the last read found the bash installer's latest.json
+        self.active = self.root  # the folder where the last read found the store
+        self._told: set[str] = set()
 
     # ------------------------------------------------------------ errors and retries
 
@@ -251,26 +252,45 @@ class HubStore:
         local = self._fetch_file(path, revision)
         return None if local is None else manifest.parse_json(local.read_bytes(), f"{self.description}/{path}")
 
-    def _read(self, revision: str | None, fallback: bool) -> tuple[Index, str]:
-        data = self._read_json(self._path(manifest.INDEX_FILE), revision)
-        if data is not None:
-            return manifest.index_from_dict(data, f"{self.repo_id}:{self._path(manifest.INDEX_FILE)}"), self.root
-        folders = [self.root] + ([LEGACY_FOLDER] if fallback and self.root != LEGACY_FOLDER else [])
-        for folder in folders:
-            legacy = self._read_json(self._path(manifest.LATEST_FILE, folder), revision)
-            if isinstance(legacy, dict) and "schema_version" not in legacy:
-                where = f"{self.repo_id}:{self._path(manifest.LATEST_FILE, folder)}"
-                log.info("no index.json: reading the bash installer's %s", where)
-                return Index(wheels=(manifest.from_legacy_latest(legacy, where),)), folder
-        return Index(), self.root
+    def _folder(self, folder: str, revision: str | None) -> tuple[manifest.FolderRead | None, list[str]]:
+        notes: list[str] = []
+        index = self._read_json(self._path(manifest.INDEX_FILE, folder), revision)
+        try:
+            latest = self._read_json(self._path(manifest.LATEST_FILE, folder), revision)
+        except StoreError as e:
+            if not isinstance(e.__cause__, ValueError | RecursionError):
+                raise  # unreachable is never "missing"
+            notes.append(f"{self._path(manifest.LATEST_FILE, folder)} cannot be used ({e.message}); left as it is")
+            latest = None
+        found = manifest.read_folder(index, latest, f"{self.repo_id}:{folder or '.'}")
+        return found, notes + list(found.notes if found else ())
+
+    def _read(self, revision: str | None) -> tuple[manifest.FolderRead | None, str, list[str]]:
+        """The store as found at ``revision``: in the configured folder, or else in the bash
+        installer's folder (every command then says so)."""
+        found, notes = self._folder(self.root, revision)
+        if found is None and self.root != LEGACY_FOLDER:
+            other, other_notes = self._folder(LEGACY_FOLDER, revision)
+            if other is not None:
+                return other, LEGACY_FOLDER, [manifest.fallback_note(self.root or ".", other), *other_notes]
+        return found, self.root, notes
+
+    def _use(self, folder: str, notes: list[str]) -> None:
+        self.active = folder
+        self.description = f"hf {self.repo_type} {self.repo_id}@{self.revision}:{folder}"
+        for note in notes:
+            if note not in self._told:
+                self._told.add(note)
+                log.warning("%s", note)
 
     def read_index(self) -> Index:
         # Read at the branch's current commit: when the Hub cannot be asked, the client would
         # otherwise serve the cached copy of the branch silently (a yank could go unseen).
         # Offline (HF_HUB_OFFLINE=1) the cache is what was asked for.
         revision = None if self.offline else self._head()
-        index, self._legacy_root = self._read(revision, fallback=True)
-        return index
+        found, folder, notes = self._read(revision)
+        self._use(folder, notes)
+        return found.index if found else Index()
 
     def repo_exists(self) -> bool:
         from huggingface_hub.errors import RepositoryNotFoundError
@@ -291,15 +311,15 @@ class HubStore:
         return None if local is None else local.read_bytes()
 
     def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
-        root = self._legacy_root if entry.legacy else self.root
-        path = self._path(manifest.check_relative_path(entry.wheel_path), root)
+        path = self._path(manifest.check_relative_path(entry.wheel_path), self.active)
         local = self._retrying(f"downloading {path}", lambda: self._download(path), attempts=1)
         manifest.check_wheel_name(local.name)
         return local
 
-    def wheel_url(self, entry: WheelManifest) -> str | None:
+    def wheel_url(self, entry: WheelManifest, folder: str | None = None) -> str | None:
         prefix = {"dataset": "datasets/", "space": "spaces/"}.get(self.repo_type, "")
-        return f"{self.endpoint}/{prefix}{self.repo_id}/resolve/{self.revision}/{self._path(entry.wheel_path)}"
+        path = self._path(entry.wheel_path, self.active if folder is None else folder)
+        return f"{self.endpoint}/{prefix}{self.repo_id}/resolve/{self.revision}/{path}"
 
     # ------------------------------------------------------------ writing
 
@@ -318,31 +338,30 @@ class HubStore:
         last = ""
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             head = self._head()
-            old, _ = self._read(head, fallback=False)
+            found, folder, notes = self._read(head)
+            self._use(folder, notes)
+            old = found.index if found else Index()
             new = update(old)
             written = files_for(files, new)
             if not written and new == old:
                 return CommitResult(index=old, attempts=attempt)  # nothing to change: no empty commit
             contents: dict[str, Path | bytes] = {**written, **manifest.changed_manifests(old, new)}
             contents[manifest.INDEX_FILE] = manifest.dumps(new.to_dict()).encode()
-            latest = manifest.choose_latest(new.wheels, self.config.preferred_arch)
+            pointed = new.latest_entry
+            # latest.json changes in the same commit as the index, and only when the pointer moves
+            # (the bash installer's own file is kept as it wrote it)
+            if pointed is not None and (new.latest != old.latest or not found or not found.has_latest):
+                record = manifest.latest_record(pointed, self.wheel_url(pointed, folder))
+                contents[manifest.LATEST_FILE] = manifest.dumps(record).encode()
             operations: list[Any] = [
                 CommitOperationAdd(
-                    path_in_repo=self._path(manifest.check_relative_path(rel)),
+                    path_in_repo=self._path(manifest.check_relative_path(rel), folder),
                     path_or_fileobj=str(c) if isinstance(c, Path) else c,
                 )
                 for rel, c in contents.items()
             ]
-            if latest is not None:
-                record = manifest.latest_record(latest, self.wheel_url(latest))
-                operations.append(
-                    CommitOperationAdd(
-                        path_in_repo=self._path(manifest.LATEST_FILE), path_or_fileobj=manifest.dumps(record).encode()
-                    )
-                )
-            elif manifest.choose_latest(old.wheels, self.config.preferred_arch) is not None:
-                # latest.json exists exactly when the old index had a default variant
-                operations.append(CommitOperationDelete(path_in_repo=self._path(manifest.LATEST_FILE)))
+            if pointed is None and old.latest is not None and found is not None and found.has_latest:
+                operations.append(CommitOperationDelete(path_in_repo=self._path(manifest.LATEST_FILE, folder)))
             try:
                 info = self._retrying(
                     f"committing to {self.repo_id}",

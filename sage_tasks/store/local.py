@@ -3,7 +3,9 @@
 Atomicity: a commit takes an exclusive lock on ``<root>/.lock``, re-reads the index, writes every
 new file beside its final name and renames it into place, and renames ``index.json`` last:
 the index is the commit point, so a reader never sees an entry whose wheel is missing.
-``latest.json`` is derived from the index and rewritten right after it. Temporary files left by
+``latest.json`` is derived from the index (its ``latest`` field) and rewritten right after it
+when the pointer moves. When the configured folder holds nothing and the bash installer's
+``sageattention220/`` does, the store lives there (every command says so). Temporary files left by
 a writer that died are removed by the next commit (they can only exist while the lock is held).
 """
 
@@ -37,11 +39,13 @@ class LocalStore:
         self.base = Path(base)
         self.root = self.base / remote_dir if remote_dir else self.base
         self.preferred_arch = preferred_arch
+        self.active = self.root  # where the last read found the store
+        self._told: set[str] = set()
         self.description = f"local directory {self.root}"
 
     # ------------------------------------------------------------ reading
 
-    def _read(self, relative: str) -> bytes | None:
+    def _read(self, relative: str | Path) -> bytes | None:
         path = self.root / relative
         try:
             return path.read_bytes()
@@ -58,23 +62,52 @@ class LocalStore:
                 f"cannot read {path}: {e.strerror}", "check the store location (--store / SAGE_STORE)"
             ) from e
 
+    def _json(self, path: Path, notes: list[str]) -> object | None:
+        raw = self._read(path)  # an absolute path stays itself under self.root
+        if raw is None:
+            return None
+        try:
+            return manifest.parse_json(raw, str(path))
+        except StoreError as e:
+            if path.name == manifest.INDEX_FILE:
+                raise
+            notes.append(f"{path} cannot be used ({e.message}); it is left as it is")
+            return None
+
+    def _folder(self, root: Path) -> tuple[manifest.FolderRead | None, list[str]]:
+        notes: list[str] = []
+        index = self._json(root / manifest.INDEX_FILE, notes)
+        latest = self._json(root / manifest.LATEST_FILE, notes)
+        found = manifest.read_folder(index, latest, str(root))
+        return found, notes + list(found.notes if found else ())
+
+    def _locate(self) -> tuple[Path, manifest.FolderRead | None, list[str]]:
+        """The folder the store lives in: the configured one, or else the bash installer's."""
+        found, notes = self._folder(self.root)
+        installer = self.base / manifest.INSTALLER_FOLDER
+        if found is None and self.root != installer:
+            other, other_notes = self._folder(installer)
+            if other is not None:
+                return installer, other, [manifest.fallback_note(str(self.root), other), *other_notes]
+        return self.root, found, notes
+
+    def _use(self, root: Path, notes: list[str]) -> None:
+        self.active = root
+        self.description = f"local directory {root}"
+        for note in notes:
+            if note not in self._told:
+                self._told.add(note)
+                log.warning("%s", note)
+
     def read_index(self) -> Index:
         if self.base.exists() and not self.base.is_dir():
             raise StoreError(f"store location {self.base} is not a directory", "pass --store with a directory")
-        raw = self._read(manifest.INDEX_FILE)
-        if raw is not None:
-            where = str(self.root / manifest.INDEX_FILE)
-            return manifest.index_from_dict(manifest.parse_json(raw, where), where)
-        legacy = self._read(manifest.LATEST_FILE)
-        if legacy is not None:
-            where = str(self.root / manifest.LATEST_FILE)
-            data = manifest.parse_json(legacy, where)
-            if isinstance(data, dict) and "schema_version" not in data:
-                return Index(wheels=(manifest.from_legacy_latest(data, where),))
-        return Index()
+        root, found, notes = self._locate()
+        self._use(root, notes)
+        return found.index if found else Index()
 
     def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
-        src = self.root / manifest.check_relative_path(entry.wheel_path)
+        src = self.active / manifest.check_relative_path(entry.wheel_path)
         dest = dest_dir / manifest.check_wheel_name(entry.wheel_file)
         if not src.is_file():
             raise StoreError(
@@ -93,13 +126,13 @@ class LocalStore:
     # ------------------------------------------------------------ writing
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, root: Path) -> Iterator[None]:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            handle = (self.root / ".lock").open("a")
+            root.mkdir(parents=True, exist_ok=True)
+            handle = (root / ".lock").open("a")
         except OSError as e:
             raise StoreError(
-                f"cannot write to store {self.root}: {e.strerror}", "pass --store with a writable directory"
+                f"cannot write to store {root}: {e.strerror}", "pass --store with a writable directory"
             ) from e
         with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -108,9 +141,9 @@ class LocalStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def _clean_leftovers(self) -> int:
+    def _clean_leftovers(self, root: Path) -> int:
         removed = 0
-        for path in list(self.root.rglob(".*.tmp")):
+        for path in list(root.rglob(".*.tmp")):
             path.unlink(missing_ok=True)
             removed += 1
         if removed:
@@ -118,9 +151,16 @@ class LocalStore:
         return removed
 
     def commit(self, files: Files, update: Update, message: str) -> CommitResult:
-        with self._locked():
-            self._clean_leftovers()
-            old_index = self.read_index()
+        if self.base.exists() and not self.base.is_dir():
+            raise StoreError(f"store location {self.base} is not a directory", "pass --store with a directory")
+        root, _, _ = self._locate()  # the bash installer's folder when that is where the store is
+        with self._locked(root):
+            self._clean_leftovers(root)
+            found, notes = self._folder(root)
+            if root != self.root:
+                notes = [manifest.fallback_note(str(self.root), found), *notes] if found else notes
+            self._use(root, notes)
+            old_index = found.index if found else Index()
             new_index = update(old_index)
             files = files_for(files, new_index)
             if not files and new_index == old_index:
@@ -128,26 +168,27 @@ class LocalStore:
             index_written = False
             try:
                 for relative, content in {**files, **manifest.changed_manifests(old_index, new_index)}.items():
-                    dest = self.root / manifest.check_relative_path(relative)
+                    dest = root / manifest.check_relative_path(relative)
                     if isinstance(content, bytes):
                         manifest.write_atomic(dest, content)
                     else:
                         atomic.copy(content, dest)
                     _fsync_dir(dest.parent)
-                manifest.write_atomic(self.root / manifest.INDEX_FILE, manifest.dumps(new_index.to_dict()))
+                manifest.write_atomic(root / manifest.INDEX_FILE, manifest.dumps(new_index.to_dict()))
                 index_written = True
-                latest = manifest.choose_latest(new_index.wheels, self.preferred_arch)
-                if latest is not None:
-                    manifest.write_atomic(
-                        self.root / manifest.LATEST_FILE, manifest.dumps(manifest.latest_record(latest))
-                    )
-                else:
-                    (self.root / manifest.LATEST_FILE).unlink(missing_ok=True)
-                _fsync_dir(self.root)
+                # latest.json follows the index, under the same lock; untouched while the pointer
+                # stays (the bash installer's own file is kept as it wrote it)
+                pointed = new_index.latest_entry
+                if pointed is not None and (new_index.latest != old_index.latest or not found or not found.has_latest):
+                    record = manifest.latest_record(pointed, self.wheel_url(pointed))
+                    manifest.write_atomic(root / manifest.LATEST_FILE, manifest.dumps(record))
+                elif pointed is None and old_index.latest is not None:
+                    (root / manifest.LATEST_FILE).unlink(missing_ok=True)
+                _fsync_dir(root)
             except OSError as e:
                 state = "the index was updated, latest.json was not" if index_written else "the index was not changed"
                 raise StoreError(
-                    f"writing to {self.root} failed ({e.strerror}); {state}",
+                    f"writing to {root} failed ({e.strerror}); {state}",
                     "free disk space or fix permissions, then publish again",
                 ) from e
         log.info("%s: %s", self.description, message)
