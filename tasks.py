@@ -242,6 +242,7 @@ def test_kernel(
     allow_unverified="publish a wheel that has not passed a GPU kernel test (recorded as unverified)",
     replace="overwrite a published wheel of the same file name with different contents",
     all="publish every built wheel of the recipe in the dist folder",
+    latest_unverified="let an unverified (never a failed) wheel become latest.json, the bash installer's pointer",
 ))  # fmt: skip
 def publish(
     c,
@@ -253,6 +254,7 @@ def publish(
     all=False,
     allow_unverified=False,
     replace=False,
+    latest_unverified=False,
     json=False,
     verbose=False,
 ):
@@ -266,20 +268,33 @@ def publish(
         store_ = open_store(s.store, s.env)
         if all:
             results = publish_mod.publish_all(
-                store_, s.dist_dir, s.recipe.package, allow_unverified=allow_unverified, replace=replace
+                store_,
+                s.dist_dir,
+                s.recipe.package,
+                allow_unverified=allow_unverified,
+                replace=replace,
+                latest_unverified=latest_unverified,
             )
         else:
             manifest_path = Path(f"{wheel}.json") if wheel else build_mod.latest_built(s.dist_dir, s.recipe.package)
             wheel_path = Path(wheel) if wheel else manifest_path.with_suffix("")
             results = [
                 publish_mod.publish(
-                    store_, wheel_path, manifest_path, allow_unverified=allow_unverified, replace=replace
+                    store_,
+                    wheel_path,
+                    manifest_path,
+                    allow_unverified=allow_unverified,
+                    replace=replace,
+                    latest_unverified=latest_unverified,
                 )
             ]
         if json:
             return render.emit_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
         for result in results:
             render.emit(f"{result.outcome}: {result.entry.wheel_file} → {result.store}")
+            if result.twin is not None:
+                render.emit(f"twin for the bash installer: {result.twin.wheel_file}")
+            render.emit(result.pointer)
 
 
 @task(help=_help(
@@ -296,7 +311,7 @@ def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
         s = _settings(store=store, hub=hub)
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, reason)
         render.emit_json(result.to_dict()) if json else render.emit(
-            f"{'yanked' if result.changed else 'already yanked'}: {wheel} ({reason})"
+            f"{'yanked' if result.changed else 'already yanked'}: {wheel} ({reason}); {result.pointer}"
         )
 
 
@@ -310,8 +325,28 @@ def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
         s = _settings(store=store, hub=hub)
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, None)
         render.emit_json(result.to_dict()) if json else render.emit(
-            f"{'unyanked' if result.changed else 'was not yanked'}: {wheel}"
+            f"{'unyanked' if result.changed else 'was not yanked'}: {wheel}; {result.pointer}"
         )
+
+
+@task(help=_help("store", "hub", "json", "verbose"))
+def adopt(c, store=None, hub=None, json=False, verbose=False):
+    """Import the bash installer's wheel (its latest.json) into a sage-tasks index in its folder.
+
+    One commit; the installer's wheel and latest.json stay as they are, so machines still running
+    the installer find what they found before. With the default REMOTE_DIR, the installer's
+    folder (sageattention220) is used when the configured one is empty.
+    """
+    from sage_tasks import publish as publish_mod
+    from sage_tasks.store import open_store
+
+    with _guard(verbose):
+        s = _settings(store=store, hub=hub)
+        result = publish_mod.adopt(open_store(s.store, s.env))
+        if json:
+            return render.emit_json(result.to_dict())
+        adopted = ", ".join(result.adopted) or "nothing new (already in the index)"
+        render.emit(f"adopted: {adopted} → {result.store} ({result.wheels_in_index} wheel(s); latest.json names {result.latest})")
 
 
 @task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))
@@ -412,5 +447,7 @@ def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
         render.emit_json(result) if json else render.emit(render.table(list(result.items())))
 
 
-ns = Collection(probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries, summary, source, yank, unyank)
+ns = Collection(
+    probe, pin, fetch, build, test_kernel, publish, auto, init_hf, binaries, summary, source, yank, unyank, adopt
+)
 ns.configure({"run": {"echo": True}})
