@@ -1,23 +1,32 @@
-"""Does the installed SageAttention compute attention correctly on this GPU, and how fast?
+"""Does the installed SageAttention compute attention correctly on every GPU here, and how fast?
 
-Runs inside the target interpreter (stdlib + torch + sageattention; sage-tasks is not
-installed there) following sage-tasks' check protocol::
+Runs inside the target interpreter as ONE file (stdlib + torch + sageattention; sage-tasks is
+not installed there) following sage-tasks' check protocol::
 
-    python kernel_check.py --report FILE [--quick]
+    python kernel_check.py --report FILE [--quick] [--seed N] [--case N --path NAME --arch CC]
+    python kernel_check.py --report FILE --calibrate --seeds 20 [--controls]
 
-Exit 0: every kernel path passed; 1: one failed (or crashed); 2: no GPU here (unverified).
+Exit 0: every kernel path passed on every arch; 1: one failed, crashed, or sageattention does
+not import (with or without a GPU); 2: imports fine but no GPU here (unverified).
 
-Accuracy: every kernel path this GPU dispatches to is compared with fp32
-``torch.nn.functional.scaled_dot_product_attention`` on fresh random inputs over a grid
-(fp16/bf16, head_dim 64/128, a sequence length that is not a multiple of 128, HND/NHD,
-causal/non-causal, grouped-query attention). A case passes when the output is finite and
-cosine similarity >= MIN_COSINE, relative L1 <= MAX_REL_L1, and max abs error <= MAX_ABS_FRACTION
-of the reference's largest magnitude. The same gate is applied to garbage outputs (zeros,
-noise, permuted heads, attention over shuffled keys) which must all fail it: a gate that
-passes garbage fails the check.
+Accuracy: on one device of each distinct compute capability, every kernel path that arch
+dispatches to is compared with fp32 ``torch.nn.functional.scaled_dot_product_attention``
+(taken before sageattention is imported; the check refuses to run if it was replaced) over a
+grid: fp16/bf16, head_dim 64/128, sequence lengths with and without a remainder tile, HND/NHD,
+causal and not, grouped-query heads, default and explicit ``sm_scale``. A case is judged on
+the API contract (dtype, shape in the given layout, device, finiteness), on the whole tensor
+and on its worst (batch, head) and worst 64-row query tile: cosine, relative L1 and the norm
+ratio ||out||/||ref|| (which sees scale errors that cosine cannot), against THRESHOLDS below.
 
-Speed: median time of ``sageattn`` and of torch's own SDPA (same dtype, same inputs) with CUDA
-events after warm-up, as TOPS and speedup; a speedup below 1 is reported as it is.
+Self-test: in every case of the grid, a clean "realistic" output (attention from INT8-per-block
+q/k and, for FP8 families, FP8-e4m3 v, plus noise at the measured level) must pass, and every
+control must fail: garbage (zeros, noise, rolled heads, shuffled keys) and near misses, one
+defect each (2 % scale everywhere / in one tile / one head / one batch element, a corrupted
+tile or head, masking errors, softmax-scale errors, the wrong output dtype). A control that
+passes fails the check: "the gate is blind to ...".
+
+Speed: ``sageattn`` vs torch's SDPA (CUDA events, medians, interleaved), only on an arch where
+``sageattn`` passed; a figure above the GPU's dense peak (PEAK_TFLOPS) is a measurement error.
 """
 
 from __future__ import annotations
@@ -27,219 +36,617 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
 import traceback
 
-# The gate. Healthy INT8-QK/FP8-PV attention on random inputs lands near cos 0.999 and rel-L1
-# 0.02-0.05; garbage lands near cos 0 and rel-L1 ~1. Never loosen these to make a build pass.
-MIN_COSINE = 0.99
-MAX_REL_L1 = 0.10
-MAX_ABS_FRACTION = 0.25
-
 EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU = 0, 1, 2
+TILE_ROWS = 64  # query rows per tile; the remainder rows form their own tile
+
+# ------------------------------------------------------------------------------------------------
+# THE GATE. Every threshold lives in this one table. Never loosen a value to make a build pass.
+#
+# Per kernel family (what the kernel quantizes P·V to), per level ("tensor": the whole output,
+# "head": each (batch, head), "tile": each 64-row query tile of each head):
+#   min_cos       cosine(out, ref) must be >= this
+#   max_rel_l1    sum|out-ref| / sum|ref| must be <= this
+#   max_norm_dev  | ||out|| / ||ref|| - 1 | must be <= this
+# plus, for the whole tensor, max_abs_fraction: max|out-ref| <= this * max|ref|.
+# control_noise: the relative noise added to the realistic reference of the self-test (the
+# measured whole-tensor relative L1 of real kernels of that family on an H100).
+#
+# Detection floor these must keep (issue 10): a scale error >= 2 % (uniform, or confined to one
+# tile, head or batch element) fails: max_norm_dev < 0.02 minus noise; a tile or head with a
+# cosine < 0.99 fails: min_cos >= 0.99 at every level.
+#
+# Provisional values (2026-11-30), derived from the H100's whole-tensor measurements (FP8-PV:
+# min cos 0.99927, max rel L1 0.038; FP16-PV: cos >= 0.9999, rel L1 <= 0.013); per-tile and
+# per-head distributions are to be measured with `--calibrate --seeds 20` and these set from
+# them with the margin stated next to each value once measured.
+THRESHOLDS = {
+    "fp16_pv": {
+        "tensor": {"min_cos": 0.9995, "max_rel_l1": 0.04, "max_norm_dev": 0.006, "max_abs_fraction": 0.25},
+        "head": {"min_cos": 0.999, "max_rel_l1": 0.05, "max_norm_dev": 0.008},
+        "tile": {"min_cos": 0.998, "max_rel_l1": 0.06, "max_norm_dev": 0.012},
+        "control_noise": 0.013,
+    },
+    "fp8_pv": {
+        "tensor": {"min_cos": 0.998, "max_rel_l1": 0.08, "max_norm_dev": 0.006, "max_abs_fraction": 0.25},
+        "head": {"min_cos": 0.996, "max_rel_l1": 0.09, "max_norm_dev": 0.008},
+        "tile": {"min_cos": 0.993, "max_rel_l1": 0.10, "max_norm_dev": 0.012},
+        "control_noise": 0.038,
+    },
+}
+FLOOR = {"scale_error": 0.02, "local_cos": 0.99}  # what the table must keep detecting
+EXPLICIT_SCALE = 0.75  # explicit sm_scale cases pass EXPLICIT_SCALE / sqrt(head_dim)
+
+# Dense tensor-core peaks (TFLOPS/TOPS, no sparsity) per GPU, by a substring of the name,
+# most specific first. "fp16" bounds SDPA (bf16/fp16); "fp8"/"int8" bound SageAttention,
+# which computes in INT8 and FP8. Where a vendor lists a lower figure for FP32 accumulation
+# (GeForce), the higher one is used: this is a ceiling to flag impossible numbers, not a goal.
+PEAK_TFLOPS = (
+    ("H100 PCIe", {"fp16": 756, "fp8": 1513, "int8": 1513}),
+    ("H100 NVL", {"fp16": 835, "fp8": 1671, "int8": 1671}),
+    ("H100", {"fp16": 989, "fp8": 1979, "int8": 1979}),
+    ("H200", {"fp16": 989, "fp8": 1979, "int8": 1979}),
+    ("H20", {"fp16": 148, "fp8": 296, "int8": 296}),
+    ("A100", {"fp16": 312, "int8": 624}),
+    ("L40S", {"fp16": 362, "fp8": 733, "int8": 733}),
+    ("RTX 5090", {"fp16": 419, "fp8": 838, "int8": 838}),
+    ("RTX 4090", {"fp16": 330, "fp8": 661, "int8": 661}),
+)
+
+SPEED_SHAPES = [
+    # (label, batch, heads, seq, head_dim, causal)
+    ("B2 H16 S4096 D128", 2, 16, 4096, 128, False),
+    ("B1 H24 S32760 D128 (video-like)", 1, 24, 32760, 128, False),
+]
+
+_REFERENCE_SDPA = None  # torch's SDPA as it was before sageattention was imported
 
 
-def metrics(out, ref):
-    """cosine similarity, relative L1, max abs error, finiteness (in float64)."""
-    import torch
+# ------------------------------------------------------------------------------------------------
+# the grid
 
-    o = out.detach().to(torch.float64).flatten()
-    r = ref.detach().to(torch.float64).flatten()
-    finite = bool(torch.isfinite(o).all())
-    if not finite:
-        return {
-            "finite": False,
-            "cos": float("nan"),
-            "rel_l1": float("nan"),
-            "max_abs": float("nan"),
-            "ref_max": float(r.abs().max()),
-        }
-    denom = (o.norm() * r.norm()).item()
-    cos = (o @ r).item() / denom if denom > 0 else 0.0
-    rel_l1 = ((o - r).abs().sum() / r.abs().sum().clamp_min(1e-30)).item()
+
+def grid():
+    """Every case of the full grid, in a fixed order (a case's number is its index here)."""
+    cases = []
+    for dtype in ("float16", "bfloat16"):
+        for dim in (64, 128):
+            for layout in ("HND", "NHD"):
+                for causal in (False, True):
+                    explicit = (dim == 64) != causal
+                    cases.append(_case(dtype, dim, 1000, layout, causal, 8, 8, explicit))
+                cases.append(_case(dtype, dim, 2048, layout, False, 8, 8, layout == "NHD"))
+        cases.append(_case(dtype, 128, 1024, "HND", False, 16, 4, True))
+        cases.append(_case(dtype, 128, 1000, "NHD", True, 16, 2, False))
+    return cases
+
+
+# numbers in grid(): bf16 d128 S1000 HND; fp16 d64 S1000 NHD causal; bf16 GQA 16/4 with sm_scale
+QUICK_CASES = (20, 4, 26)
+
+
+def _case(dtype, dim, seq, layout, causal, heads, kv_heads, explicit_scale):
     return {
-        "finite": True,
-        "cos": cos,
-        "rel_l1": rel_l1,
-        "max_abs": (o - r).abs().max().item(),
-        "ref_max": r.abs().max().item(),
+        "dtype": dtype,
+        "head_dim": dim,
+        "seq_len": seq,
+        "layout": layout,
+        "causal": causal,
+        "batch": 2,
+        "heads": heads,
+        "kv_heads": kv_heads,
+        "sm_scale": round(EXPLICIT_SCALE / math.sqrt(dim), 8) if explicit_scale else None,
     }
 
 
-def passes(m):
-    return (
-        m["finite"]
-        and m["cos"] >= MIN_COSINE
-        and m["rel_l1"] <= MAX_REL_L1
-        and m["max_abs"] <= MAX_ABS_FRACTION * m["ref_max"]
-    )
+def case_seed(seed, case_no, salt=0):
+    """The inputs of one case depend only on (seed, case number): any case re-runs alone."""
+    return (seed * 1_000_003 + case_no * 7919 + salt * 104_729) % (2**62)
 
 
-def reference(q, k, v, layout, causal):
-    """fp32 SDPA in HND layout, key/value heads repeated for grouped-query attention."""
-    import torch.nn.functional as F
+def make_inputs(case, seed, case_no, device="cpu"):
+    import torch
 
-    if layout == "NHD":
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
-    q, k, v = (t.float() for t in (q, k, v))
+    gen = torch.Generator(device=device).manual_seed(case_seed(seed, case_no))
+    dtype = getattr(torch, case["dtype"])
+
+    def one(h):
+        b, s, d = case["batch"], case["seq_len"], case["head_dim"]
+        shape = (b, h, s, d) if case["layout"] == "HND" else (b, s, h, d)
+        return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).to(dtype)
+
+    return one(case["heads"]), one(case["kv_heads"]), one(case["kv_heads"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the reference and the metrics (pure: CPU or GPU tensors)
+
+
+def _hnd(t, layout):
+    return t.transpose(1, 2) if layout == "NHD" else t
+
+
+def reference(q, k, v, layout, causal, sm_scale=None, mask=None, sdpa=None):
+    """fp32 SDPA, key/value heads repeated for grouped-query attention, in q's layout.
+    ``mask``: a boolean (S, S) mask of allowed keys instead of ``causal``."""
+    if sdpa is None:
+        import torch.nn.functional as F
+
+        sdpa = _REFERENCE_SDPA or F.scaled_dot_product_attention
+    q, k, v = (_hnd(t, layout).float() for t in (q, k, v))
     groups = q.shape[1] // k.shape[1]
     if groups > 1:
         k = k.repeat_interleave(groups, dim=1)
         v = v.repeat_interleave(groups, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    return out.transpose(1, 2) if layout == "NHD" else out
+    if mask is not None:
+        out = sdpa(q, k, v, attn_mask=mask, scale=sm_scale)
+    else:
+        out = sdpa(q, k, v, is_causal=causal, scale=sm_scale)
+    return _hnd(out, layout)
 
 
-def make_inputs(gen, batch, heads, kv_heads, seq, dim, dtype, layout):
+def _group_sums(x):
+    """(B, H, S) → per (batch, head) sums (B, H) and per-tile sums (B, H, T)."""
     import torch
 
-    def one(h):
-        shape = (batch, h, seq, dim) if layout == "HND" else (batch, seq, h, dim)
-        return torch.randn(shape, generator=gen, device="cuda", dtype=torch.float32).to(dtype)
+    s = x.shape[-1]
+    full = s // TILE_ROWS * TILE_ROWS
+    parts = []
+    if full:
+        parts.append(x[..., :full].reshape(*x.shape[:-1], full // TILE_ROWS, TILE_ROWS).sum(-1))
+    if full < s:
+        parts.append(x[..., full:].sum(-1, keepdim=True))
+    return x.sum(-1), torch.cat(parts, dim=-1)
 
-    return one(heads), one(kv_heads), one(kv_heads)
+
+def _ratios(dot, oo, rr, l1, ar):
+    import torch
+
+    denom = (oo * rr).sqrt()
+    cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), torch.zeros_like(dot))
+    rel = l1 / ar.clamp_min(1e-300)
+    norm = (oo / rr.clamp_min(1e-300)).sqrt()
+    return cos, rel, norm
+
+
+def local_metrics(out, ref, layout):
+    """Cosine, relative L1 and norm ratio (float64) for the whole tensor, each (batch, head)
+    and each 64-row query tile; both tensors in ``layout``, ``out`` already shaped like ``ref``."""
+    import torch
+
+    o = _hnd(out.detach(), layout).to(torch.float64)
+    r = _hnd(ref.detach(), layout).to(torch.float64).to(o.device)
+    diff = o - r
+    rows = [(o * r).sum(-1), (o * o).sum(-1), (r * r).sum(-1), diff.abs().sum(-1), r.abs().sum(-1)]
+    per_head, per_tile = zip(*(_group_sums(x) for x in rows), strict=True)
+    whole = [x.sum() for x in per_head]
+    cos, rel, norm = _ratios(*whole)
+    return {
+        "finite": bool(torch.isfinite(o).all()),
+        "tensor": {"cos": float(cos), "rel_l1": float(rel), "norm_ratio": float(norm)},
+        "max_abs": float(diff.abs().max()),
+        "ref_max": float(r.abs().max()),
+        "head": dict(zip(("cos", "rel_l1", "norm_ratio"), _ratios(*per_head), strict=True)),
+        "tile": dict(zip(("cos", "rel_l1", "norm_ratio"), _ratios(*per_tile), strict=True)),
+    }
+
+
+def _where(index, shape, level, seq):
+    if level == "head":
+        b, h = divmod(index, shape[1])
+        return f"batch {b} head {h}"
+    b, rest = divmod(index, shape[1] * shape[2])
+    h, t = divmod(rest, shape[2])
+    first = t * TILE_ROWS
+    return f"tile {t} (rows {first}-{min(first + TILE_ROWS, seq) - 1}) of batch {b} head {h}"
+
+
+def _worst(level_metrics, level, seq):
+    """Worst value of each metric at one level, with where it is."""
+    import torch
+
+    cos, rel, norm = level_metrics["cos"], level_metrics["rel_l1"], level_metrics["norm_ratio"]
+    shape = tuple(cos.shape)
+    dev = (norm - 1).abs()
+    picks = {
+        "cos": int(torch.nan_to_num(cos, nan=-2.0).argmin()),
+        "rel_l1": int(torch.nan_to_num(rel, nan=1e300).argmax()),
+        "norm_ratio": int(torch.nan_to_num(dev, nan=1e300).argmax()),
+    }
+    values = {"cos": cos.flatten(), "rel_l1": rel.flatten(), "norm_ratio": norm.flatten()}
+    return {name: (float(values[name][i]), _where(i, shape, level, seq)) for name, i in picks.items()}
+
+
+def judge(out, ref, q, layout, limits):
+    """The verdict on one output: (ok, reasons, summary). ``limits``: one family of THRESHOLDS.
+    Pure: works on CPU tensors; ``q`` stands for the inputs' dtype, shape and device."""
+    reasons = []
+    if out.dtype != q.dtype:
+        reasons.append(
+            f"output dtype {str(out.dtype).replace('torch.', '')}, the input is {str(q.dtype).replace('torch.', '')}"
+        )
+    if tuple(out.shape) != tuple(q.shape):
+        reasons.append(f"output shape {tuple(out.shape)}, the input is {tuple(q.shape)} ({layout})")
+    if out.device != q.device:
+        reasons.append(f"output on {out.device}, the input is on {q.device}")
+    summary = {"contract": not reasons}
+    if tuple(out.shape) != tuple(ref.shape) or out.device != q.device:
+        return False, reasons, summary
+    m = local_metrics(out, ref, layout)
+    summary["metrics"] = m  # the raw local values (callers drop it before writing JSON)
+    if not m["finite"]:
+        reasons.append("output has NaN or Inf")
+    seq = ref.shape[2] if layout == "HND" else ref.shape[1]
+    summary.update(finite=m["finite"], max_abs=m["max_abs"], ref_max=m["ref_max"])
+    levels = {"tensor": {k: (v, "whole tensor") for k, v in m["tensor"].items()}}
+    levels["head"] = _worst(m["head"], "head", seq)
+    levels["tile"] = _worst(m["tile"], "tile", seq)
+    for level, worst in levels.items():
+        lim = limits[level]
+        cos, where_cos = worst["cos"]
+        rel, where_rel = worst["rel_l1"]
+        norm, where_norm = worst["norm_ratio"]
+        summary[level] = {"min_cos": _round(cos), "max_rel_l1": _round(rel), "worst_norm_ratio": _round(norm)}
+        if level != "tensor":
+            summary[level]["where"] = {"cos": where_cos, "rel_l1": where_rel, "norm_ratio": where_norm}
+        if not cos >= lim["min_cos"]:
+            reasons.append(f"cosine {cos:.5f} < {lim['min_cos']} in {where_cos}")
+        if not rel <= lim["max_rel_l1"]:
+            reasons.append(f"relative L1 {rel:.4f} > {lim['max_rel_l1']} in {where_rel}")
+        if not abs(norm - 1) <= lim["max_norm_dev"]:
+            reasons.append(f"norm ratio {norm:.4f} off 1 by more than {lim['max_norm_dev']} in {where_norm}")
+    if not m["max_abs"] <= limits["tensor"]["max_abs_fraction"] * m["ref_max"]:
+        reasons.append(f"max abs error {m['max_abs']:.4f} > {limits['tensor']['max_abs_fraction']} x max|ref|")
+    return not reasons, reasons, summary
+
+
+# ------------------------------------------------------------------------------------------------
+# the self-test: a realistic clean output must pass, every control must fail
+
+
+def _quantize_int8_blocks(x, rows=TILE_ROWS):
+    """Symmetric INT8 per block of ``rows`` rows of each head (HND), dequantized."""
+    import torch
+
+    s = x.shape[2]
+    pad = (-s) % rows
+    xp = torch.nn.functional.pad(x, (0, 0, 0, pad))
+    blocks = xp.reshape(*x.shape[:2], -1, rows, x.shape[3])
+    scale = blocks.abs().amax(dim=(-1, -2), keepdim=True).clamp_min(1e-12) / 127
+    deq = (blocks / scale).round().clamp(-127, 127) * scale
+    return deq.reshape(xp.shape)[:, :, :s]
+
+
+def _quantize_fp8_channels(v):
+    """FP8 e4m3 per (batch, head, channel) over the sequence, dequantized."""
+    import torch
+
+    scale = v.abs().amax(dim=2, keepdim=True).clamp_min(1e-12) / 448
+    return (v / scale).to(torch.float8_e4m3fn).to(torch.float32) * scale
+
+
+def realistic(q, k, v, layout, causal, sm_scale, family, noise, mask=None):
+    """What a healthy kernel of ``family`` could return: attention from INT8-per-block q/k
+    (and FP8-e4m3 v for FP8 families) plus row-relative noise (``noise``: a standard normal
+    tensor shaped like the output), in the input's dtype and layout."""
+    qh, kh, vh = (_hnd(t, layout).float() for t in (q, k, v))
+    qh, kh = _quantize_int8_blocks(qh), _quantize_int8_blocks(kh)
+    if family == "fp8_pv":
+        vh = _quantize_fp8_channels(vh)
+    out = reference(qh, kh, vh, "HND", causal, sm_scale, mask)
+    rms = out.pow(2).mean(-1, keepdim=True).sqrt()
+    out = out + THRESHOLDS[family]["control_noise"] * rms * _hnd(noise, layout)
+    return _hnd(out, layout).to(q.dtype)
+
+
+def _masks(seq, causal, device):
+    """Masking errors a kernel can make, as boolean masks of allowed keys."""
+    import torch
+
+    rows = torch.arange(seq, device=device)[:, None]
+    cols = torch.arange(seq, device=device)[None, :]
+    if causal:
+        last = (seq - 1) // TILE_ROWS * TILE_ROWS
+        return {
+            "masking: causal off by one (row i sees key i+1)": cols <= rows + 1,
+            "masking: the last query tile unmasked": (cols <= rows) | (rows >= last),
+        }
+    drop = seq % TILE_ROWS or TILE_ROWS
+    return {f"masking: the last {drop} keys (remainder key tile) ignored": (cols < seq - drop).expand(seq, seq)}
+
+
+def _edit(base, layout, fn):
+    """Apply ``fn`` to an HND float32 copy of ``base``; return it in base's dtype and layout."""
+    x = _hnd(base, layout).float().clone()
+    fn(x)
+    return _hnd(x, layout).to(base.dtype)
+
+
+def controls(q, k, v, layout, causal, sm_scale, family, noise, seed=0):
+    """{label: output}: the clean realistic output (label "clean") and every control."""
+    import torch
+
+    dim = q.shape[-1]
+    scale = sm_scale if sm_scale is not None else 1 / math.sqrt(dim)
+    base = realistic(q, k, v, layout, causal, sm_scale, family, noise)
+    hnd = _hnd(base, layout)
+    b_, h_, s_ = hnd.shape[0], hnd.shape[1], hnd.shape[2]
+    tiles = (s_ + TILE_ROWS - 1) // TILE_ROWS
+    last = (tiles - 1) * TILE_ROWS
+    mid = tiles // 2 * TILE_ROWS
+    hb, bb = h_ - 1, b_ - 1
+
+    def scaled(sl, factor):
+        def fn(x):
+            x[sl] *= factor
+
+        return fn
+
+    def foreign_rows(sl_rows, head):
+        """Replace rows with the same rows of another batch element (equal norm, unrelated)."""
+
+        def fn(x):
+            other = x[1 if b_ > 1 else 0, head, sl_rows].roll(1, dims=-1)
+            here = x[0, head, sl_rows]
+            x[0, head, sl_rows] = other * (
+                here.norm(dim=-1, keepdim=True) / other.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            )
+
+        return fn
+
+    out = {"clean": base}
+    # garbage
+    gen = torch.Generator(device=q.device).manual_seed(case_seed(seed, 0, salt=1))
+    perm = torch.randperm(s_, generator=torch.Generator().manual_seed(case_seed(seed, 0, salt=2))).to(q.device)
+    kh = _hnd(k, layout).index_select(2, perm)
+    out["garbage: zeros"] = torch.zeros_like(base)
+    out["garbage: noise"] = (torch.randn(base.shape, generator=gen, device=q.device) * base.float().std()).to(
+        base.dtype
+    )
+    out["garbage: heads rolled"] = base.roll(1, dims=1 if layout == "HND" else 2)
+    out["garbage: attention over shuffled keys"] = realistic(
+        q, _hnd(kh, layout), v, layout, causal, sm_scale, family, noise
+    )
+    # near misses: scale
+    out["scale +2% everywhere"] = _edit(base, layout, scaled((slice(None),), 1.02))
+    out["scale -2% in the last query tile of one head"] = _edit(base, layout, scaled((0, hb, slice(last, None)), 0.98))
+    out["scale +2% in one head"] = _edit(base, layout, scaled((0, hb), 1.02))
+    out["scale -2% in one batch element"] = _edit(base, layout, scaled((bb,), 0.98))
+    # near misses: local corruption (cosine of that tile / head below 0.99)
+    out["2 rows of one middle tile wrong"] = _edit(base, layout, foreign_rows(slice(mid, mid + 2), 0))
+    out["every 40th row of one head wrong"] = _edit(base, layout, foreign_rows(slice(5, None, 40), hb))
+    out["last query tile not written (zeros)"] = _edit(base, layout, scaled((0, hb, slice(last, None)), 0.0))
+    # near misses: masking and softmax scale
+    for label, mask in _masks(s_, causal, q.device).items():
+        out[label] = realistic(q, k, v, layout, causal, sm_scale, family, noise, mask=mask)
+    out["softmax scale 10% too large"] = realistic(q, k, v, layout, causal, scale * 1.1, family, noise)
+    if sm_scale is not None:
+        out["explicit sm_scale ignored (1/sqrt(d) used)"] = realistic(q, k, v, layout, causal, None, family, noise)
+    # near miss: the API contract
+    if q.dtype != torch.float32:
+        out["output as float32 (the input is " + str(q.dtype).replace("torch.", "") + ")"] = base.float()
+    out["output in the other layout"] = base.transpose(1, 2)
+    return out
+
+
+def self_test(q, k, v, layout, causal, sm_scale, families, seed=0, case_no=0):
+    """Run the gate on the controls for each family: rows of {family, control, ok, reasons}."""
+    import torch
+
+    ref = reference(q, k, v, layout, causal, sm_scale)
+    gen = torch.Generator(device=q.device).manual_seed(case_seed(seed, case_no, salt=3))
+    noise = torch.randn(ref.shape, generator=gen, device=q.device)
+    rows = []
+    for family in families:
+        for label, out in controls(q, k, v, layout, causal, sm_scale, family, noise, seed).items():
+            ok, reasons, summary = judge(out, ref, q, layout, THRESHOLDS[family])
+            summary.pop("metrics", None)
+            good = ok if label == "clean" else not ok
+            rows.append(
+                {
+                    "family": family,
+                    "control": label,
+                    "gate_passed": ok,
+                    "as_expected": good,
+                    "reasons": reasons[:3],
+                    "tile": summary.get("tile"),
+                    "head": summary.get("head"),
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# the kernel paths
+
+
+def family_of_auto(cc):
+    """What ``sageattn`` dispatches to: FP16 PV on sm80/86/87, FP8 PV from sm89 on."""
+    major, minor = cc
+    return "fp16_pv" if major == 8 and minor < 9 else "fp8_pv"
 
 
 def kernel_paths(sa, cc):
-    """(name, callable, why-skipped) for every path the package exposes for this GPU."""
+    """(name, family, callable(q, k, v, layout, causal, sm_scale), why-skipped) for this arch."""
     from sageattention import core
 
     major, minor = cc
     sm = major * 10 + minor
-    paths = [("sageattn (auto)", lambda q, k, v, lay, c: sa.sageattn(q, k, v, tensor_layout=lay, is_causal=c), None)]
+    sm80 = None if getattr(core, "SM80_ENABLED", False) else "module _qattn_sm80 missing"
+    sm89 = None if getattr(core, "SM89_ENABLED", False) else "module _qattn_sm89 missing"
+    sm90 = None if getattr(core, "SM90_ENABLED", False) else "module _qattn_sm90 missing"
+
+    def call(fn, **fixed):
+        def run(q, k, v, lay, c, scale):
+            extra = {} if scale is None else {"sm_scale": scale}
+            return fn(q, k, v, tensor_layout=lay, is_causal=c, **extra, **fixed)
+
+        return run
+
+    paths = [("sageattn (auto)", family_of_auto(cc), call(sa.sageattn), None)]
     triton_skip = "upstream: the Triton kernel is not usable on sm120" if major >= 12 else None
-    paths.append(
-        (
-            "triton qk_int8_pv_fp16",
-            lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp16_triton(q, k, v, tensor_layout=lay, is_causal=c),
-            triton_skip,
-        )
-    )
+    paths.append(("triton qk_int8_pv_fp16", "fp16_pv", call(sa.sageattn_qk_int8_pv_fp16_triton), triton_skip))
     for accum in ("fp32", "fp16+fp32"):
-        paths.append(
-            (
-                f"cuda qk_int8_pv_fp16 accum={accum}",
-                lambda q, k, v, lay, c, a=accum: sa.sageattn_qk_int8_pv_fp16_cuda(
-                    q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a
-                ),
-                None if getattr(core, "SM80_ENABLED", False) else "module _qattn_sm80 missing",
-            )
-        )
+        fn = call(sa.sageattn_qk_int8_pv_fp16_cuda, pv_accum_dtype=accum)
+        paths.append((f"cuda qk_int8_pv_fp16 accum={accum}", "fp16_pv", fn, sm80))
     if sm >= 89:
-        for accum in ("fp32+fp16", "fp32+fp32"):
-            gran = "per_warp" if major >= 12 else "per_thread"
-            paths.append(
-                (
-                    f"cuda qk_int8_pv_fp8 accum={accum} {gran}",
-                    lambda q, k, v, lay, c, a=accum, g=gran: sa.sageattn_qk_int8_pv_fp8_cuda(
-                        q, k, v, tensor_layout=lay, is_causal=c, pv_accum_dtype=a, qk_quant_gran=g
-                    ),
-                    None if getattr(core, "SM89_ENABLED", False) else "module _qattn_sm89 missing",
-                )
-            )
+        grans = ("per_warp",) if major >= 12 else ("per_thread", "per_warp")
+        for gran in grans:
+            for accum in ("fp32+fp16", "fp32+fp32"):
+                label = f"cuda qk_int8_pv_fp8 accum={accum} {gran}"
+                if gran == "per_warp" and major < 12:
+                    label += " (stand-in for the 12.0 family)"
+                fn = call(sa.sageattn_qk_int8_pv_fp8_cuda, pv_accum_dtype=accum, qk_quant_gran=gran)
+                paths.append((label, "fp8_pv", fn, sm89))
     if sm == 90:
         paths.append(
-            (
-                "cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32",
-                lambda q, k, v, lay, c: sa.sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, tensor_layout=lay, is_causal=c),
-                None if getattr(core, "SM90_ENABLED", False) else "module _qattn_sm90 missing",
-            )
+            ("cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32", "fp8_pv", call(sa.sageattn_qk_int8_pv_fp8_cuda_sm90), sm90)
         )
     return paths
 
 
-def grid(quick):
-    """(dtype, head_dim, seq, layout, causal, heads, kv_heads) cases."""
-    import torch
+# ------------------------------------------------------------------------------------------------
+# running it on the GPUs
 
-    if quick:
-        return [
-            (torch.bfloat16, 128, 1000, "HND", False, 8, 8),
-            (torch.float16, 64, 1024, "NHD", True, 8, 8),
-            (torch.bfloat16, 128, 1024, "HND", False, 16, 4),
+
+def devices_by_arch(torch):
+    """{compute capability "major.minor": (device index, name)}: one device of each arch."""
+    found = {}
+    for i in range(torch.cuda.device_count()):
+        major, minor = torch.cuda.get_device_capability(i)
+        found.setdefault(f"{major}.{minor}", (i, torch.cuda.get_device_name(i)))
+    return found
+
+
+def rerun_command(seed, case_no, path, arch):
+    script = os.path.abspath(__file__)
+    return shlex.join(
+        [
+            sys.executable,
+            script,
+            "--report",
+            "case.json",
+            "--seed",
+            str(seed),
+            "--case",
+            str(case_no),
+            "--path",
+            path,
+            "--arch",
+            arch,
         ]
-    cases = []
-    for dtype in (torch.float16, torch.bfloat16):
-        for dim in (64, 128):
-            for layout in ("HND", "NHD"):
-                for causal in (False, True):
-                    cases.append((dtype, dim, 1000, layout, causal, 8, 8))
-                cases.append((dtype, dim, 2048, layout, False, 8, 8))
-        cases.append((dtype, 128, 1024, "HND", False, 16, 4))
-        cases.append((dtype, 128, 1024, "NHD", True, 16, 2))
-    return cases
+    )
 
 
-def garbage_controls(gen, ref, q, k, v, layout, causal):
-    """Outputs that look plausible but are wrong: the gate must reject each."""
+def accuracy(sa, arch, device, seed, case_numbers, path_filter=None, control_cases=(), collect=None):
+    """Checks and control rows for one arch. ``collect``: {path: {level: {metric: [tensors]}}}
+    gathers every local value (calibration)."""
     import torch
 
-    head_dim = 1 if layout == "HND" else 2
-    seq_dim = 2 if layout == "HND" else 1
-    perm = torch.randperm(
-        k.shape[seq_dim], generator=torch.Generator().manual_seed(int(gen.initial_seed()) & 0xFFFF)
-    ).to(k.device)
-    shuffled = reference(q, k.index_select(seq_dim, perm), v, layout, causal)
-    noise = torch.randn(ref.shape, generator=gen, device=ref.device) * ref.float().std()
-    return {
-        "zeros": torch.zeros_like(ref),
-        "noise": noise,
-        "heads rolled": ref.roll(1, dims=head_dim) if ref.shape[head_dim] > 1 else -ref,
-        "shuffled keys": shuffled,
-    }
-
-
-def accuracy(sa, cc, quick, seed):
-    import torch
-
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    checks, controls = [], []
-    paths = kernel_paths(sa, cc)
-    if quick:
-        paths = paths[:1]
-    for case_no, (dtype, dim, seq, layout, causal, heads, kv_heads) in enumerate(grid(quick)):
-        q, k, v = make_inputs(gen, 2, heads, kv_heads, seq, dim, dtype, layout)
-        ref = reference(q, k, v, layout, causal)
-        for name, fn, skipped in paths:
-            case = {
-                "path": name,
-                "dtype": str(dtype).replace("torch.", ""),
-                "head_dim": dim,
-                "seq_len": seq,
-                "layout": layout,
-                "causal": causal,
-                "heads": heads,
-                "kv_heads": kv_heads,
-                "batch": 2,
-            }
+    cc = tuple(int(x) for x in arch.split("."))
+    paths = [p for p in kernel_paths(sa, cc) if path_filter is None or p[0] in path_filter]
+    families = sorted({fam for _, fam, _, skip in paths if skip is None})
+    all_cases = grid()
+    checks, control_rows = [], []
+    for case_no in case_numbers:
+        case = all_cases[case_no]
+        q, k, v = make_inputs(case, seed, case_no, device)
+        ref = reference(q, k, v, case["layout"], case["causal"], case["sm_scale"])
+        for name, family, fn, skipped in paths:
+            row = {"arch": arch, "path": name, "family": family, "case": case_no, **case}
             if skipped:
-                checks.append({**case, "ok": None, "skipped": skipped})
+                checks.append({**row, "ok": None, "skipped": skipped})
                 continue
             try:
-                out = fn(q, k, v, layout, causal)
-                torch.cuda.synchronize()
-                m = metrics(out, ref)
-                checks.append({**case, **{k_: _round(v_) for k_, v_ in m.items()}, "ok": passes(m)})
+                out = fn(q, k, v, case["layout"], case["causal"], case["sm_scale"])
+                torch.cuda.synchronize(device)
             except Exception as exc:
-                checks.append({**case, "ok": False, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-        if case_no == 0:
-            for label, bad in garbage_controls(gen, ref, q, k, v, layout, causal).items():
-                m = metrics(bad, ref)
-                controls.append(
-                    {"control": label, **{k_: _round(v_) for k_, v_ in m.items()}, "rejected": not passes(m)}
+                checks.append(
+                    {
+                        **row,
+                        "ok": False,
+                        "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                        "rerun": rerun_command(seed, case_no, name, arch),
+                    }
                 )
-    return checks, controls
+                continue
+            ok, reasons, summary = judge(out, ref, q, case["layout"], THRESHOLDS[family])
+            metrics = summary.pop("metrics", None)
+            tensor = summary.get("tensor", {})
+            row.update(
+                ok=ok,
+                reasons=reasons[:4],
+                finite=summary.get("finite"),
+                cos=tensor.get("min_cos"),
+                rel_l1=tensor.get("max_rel_l1"),
+                norm_ratio=tensor.get("worst_norm_ratio"),
+                max_abs=_round(summary.get("max_abs")),
+                head=summary.get("head"),
+                tile=summary.get("tile"),
+            )
+            if not ok:
+                row["rerun"] = rerun_command(seed, case_no, name, arch)
+            checks.append(row)
+            if collect is not None and metrics is not None:
+                _collect(collect.setdefault(name, {"family": family}), metrics)
+            del out, metrics
+        if case_no in control_cases:
+            for r in self_test(q, k, v, case["layout"], case["causal"], case["sm_scale"], families, seed, case_no):
+                control_rows.append({"arch": arch, "case": case_no, **r})
+        del q, k, v, ref
+    return checks, control_rows
 
 
-def _round(value):
-    return round(value, 6) if isinstance(value, float) and math.isfinite(value) else value
+def _collect(bucket, m):
+    for level in ("tile", "head"):
+        for metric, values in m[level].items():
+            bucket.setdefault(level, {}).setdefault(metric, []).append(values.flatten().cpu())
+    for metric, value in m["tensor"].items():
+        bucket.setdefault("tensor", {}).setdefault(metric, []).append(value)
 
 
-def timed_ms(fn, warmup, iters):
+def distributions(collected):
+    """Per path, per level, per metric: min, p0.1, p1, p50, p99, p99.9, max (norm ratio as |r-1|)."""
     import torch
 
+    result = {}
+    for path, bucket in collected.items():
+        entry = {"family": bucket["family"]}
+        for level in ("tensor", "head", "tile"):
+            for metric, values in bucket.get(level, {}).items():
+                t = torch.cat(values) if level != "tensor" else torch.tensor(values, dtype=torch.float64)
+                if metric == "norm_ratio":
+                    metric, t = "norm_dev", (t - 1).abs()
+                qs = (
+                    torch.quantile(
+                        t.double(), torch.tensor([0.0, 0.001, 0.01, 0.5, 0.99, 0.999, 1.0], dtype=torch.float64)
+                    )
+                    if t.numel() < 16_000_000
+                    else None
+                )
+                if qs is None:
+                    continue
+                entry.setdefault(level, {})[metric] = {
+                    "n": int(t.numel()),
+                    **{
+                        k: _round(float(v), 7)
+                        for k, v in zip(("min", "p0.1", "p1", "p50", "p99", "p99.9", "max"), qs, strict=True)
+                    },
+                }
+        result[path] = entry
+    return result
+
+
+def _round(value, digits=6):
+    return round(value, digits) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def timed_ms(torch, fn, warmup, iters):
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -254,185 +661,361 @@ def timed_ms(fn, warmup, iters):
     return statistics.median(times), times
 
 
-SPEED_SHAPES = [
-    # (label, batch, heads, seq, head_dim, causal)
-    ("B2 H16 S4096 D128", 2, 16, 4096, 128, False),
-    ("B1 H24 S32760 D128 (video-like)", 1, 24, 32760, 128, False),
-]
+def peak_for(gpu_name):
+    for key, peaks in PEAK_TFLOPS:
+        if key.lower() in (gpu_name or "").lower():
+            return key, peaks
+    return None, None
 
 
-def compare_speed(sa, q, k, v, causal, iters, rounds=2):
-    """Median ms of sageattn and SDPA on the same inputs, interleaved so drift hits both alike."""
-    import torch.nn.functional as F
-
-    def sage():
-        return sa.sageattn(q, k, v, tensor_layout="HND", is_causal=causal)
-
-    def sdpa():
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-    samples = {"sage": [], "sdpa": []}
-    medians = {"sage": [], "sdpa": []}
-    for _ in range(rounds):
-        for name, fn in (("sage", sage), ("sdpa", sdpa)):
-            median, times = timed_ms(fn, 3, iters)
-            samples[name] += times
-            medians[name].append(median)
-    return (
-        statistics.median(samples["sage"]),
-        statistics.median(samples["sdpa"]),
-        {name: [round(m, 4) for m in values] for name, values in medians.items()},
-    )
+def speed_problems(row, gpu_name):
+    """Why a speed row is not a result (a figure above the GPU's dense peak), or []."""
+    key, peaks = peak_for(gpu_name)
+    if peaks is None:
+        return []
+    problems = []
+    sage_peak = max(peaks.get("fp8", 0), peaks.get("int8", 0), peaks.get("fp16", 0))
+    if row["sage_tops"] > sage_peak:
+        problems.append(f"sageattn {row['sage_tops']} TOPS is above the {key}'s dense INT8/FP8 peak of {sage_peak}")
+    if row["sdpa_tops"] > peaks["fp16"]:
+        problems.append(f"SDPA {row['sdpa_tops']} TFLOPS is above the {key}'s dense fp16/bf16 peak of {peaks['fp16']}")
+    return problems
 
 
-def speed(sa, quick, seed):
+def speed(sa, device, gpu_name, quick, seed):
     import torch
 
+    sdpa = _REFERENCE_SDPA
     rows = []
-    gen = torch.Generator(device="cuda").manual_seed(seed + 1)
-    shapes = SPEED_SHAPES[:1] if quick else SPEED_SHAPES
-    for label, batch, heads, seq, dim, causal in shapes:
+    gen = torch.Generator(device=device).manual_seed(case_seed(seed, 10_000))
+    for label, batch, heads, seq, dim, causal in SPEED_SHAPES[:1] if quick else SPEED_SHAPES:
         for dtype in (torch.bfloat16, torch.float16):
-            q, k, v = make_inputs(gen, batch, heads, heads, seq, dim, dtype, "HND")
+            q, k, v = (torch.randn((batch, heads, seq, dim), generator=gen, device=device).to(dtype) for _ in range(3))
             flops = 4 * batch * heads * seq * seq * dim * (0.5 if causal else 1.0)
             iters = 5 if quick else (10 if seq > 16384 else 30)
-            sage_ms, sdpa_ms, per_round = compare_speed(sa, q, k, v, causal, iters)
-            rows.append(
-                {
-                    "shape": label,
-                    "dtype": str(dtype).replace("torch.", ""),
-                    "iters": iters,
-                    "sage_ms": round(sage_ms, 4),
-                    "sdpa_ms": round(sdpa_ms, 4),
-                    "round_medians_ms": per_round,
-                    "sage_tops": round(flops / sage_ms / 1e9, 1),
-                    "sdpa_tops": round(flops / sdpa_ms / 1e9, 1),
-                    "speedup": round(sdpa_ms / sage_ms, 3),
-                }
-            )
+            samples = {"sage": [], "sdpa": []}
+            fns = {
+                "sage": lambda q=q, k=k, v=v, c=causal: sa.sageattn(q, k, v, tensor_layout="HND", is_causal=c),
+                "sdpa": lambda q=q, k=k, v=v, c=causal: sdpa(q, k, v, is_causal=c),
+            }
+            for _ in range(2):  # interleaved rounds: drift hits both alike
+                for name, fn in fns.items():
+                    samples[name] += timed_ms(torch, fn, 3, iters)[1]
+            sage_ms, sdpa_ms = statistics.median(samples["sage"]), statistics.median(samples["sdpa"])
+            row = {
+                "shape": label,
+                "dtype": str(dtype).replace("torch.", ""),
+                "iters": iters,
+                "sage_ms": round(sage_ms, 4),
+                "sdpa_ms": round(sdpa_ms, 4),
+                "sage_tops": round(flops / sage_ms / 1e9, 1),
+                "sdpa_tops": round(flops / sdpa_ms / 1e9, 1),
+                "speedup": round(sdpa_ms / sage_ms, 3),
+            }
+            problems = speed_problems(row, gpu_name)
+            if problems:
+                row["valid"] = False
+                row["measurement_error"] = "; ".join(problems)
+            rows.append(row)
+            del fns, q, k, v
             torch.cuda.empty_cache()
     return rows
 
 
-def print_table(report):
-    checks = [c for c in report["checks"] if c.get("ok") is not None]
-    by_path = {}
-    for c in checks:
-        by_path.setdefault(c["path"], []).append(c)
-    print(f"{'path':44} {'cases':>5} {'fail':>4} {'min cos':>9} {'max relL1':>9} {'max abs':>9}")
-    for path, rows in by_path.items():
-        ok = [r for r in rows if "cos" in r and r.get("finite")]
-        print(
-            f"{path:44} {len(rows):5d} {sum(not r['ok'] for r in rows):4d} "
-            f"{min((r['cos'] for r in ok), default=float('nan')):9.5f} "
-            f"{max((r['rel_l1'] for r in ok), default=float('nan')):9.5f} "
-            f"{max((r['max_abs'] for r in ok), default=float('nan')):9.5f}"
-        )
-    for c in report["checks"]:
-        if c.get("ok") is None:
-            print(f"{c['path']:44} skipped: {c['skipped']}")
-            break
-    for c in report["controls"]:
-        print(
-            f"control {c['control']:36} cos {c['cos']:.4f} relL1 {c['rel_l1']:.4f} -> {'rejected' if c['rejected'] else 'PASSED THE GATE'}"
-        )
-    for s in report["speed"]:
-        print(
-            f"speed {s['shape']:34} {s['dtype']:9} sage {s['sage_ms']:8.3f} ms {s['sage_tops']:7.1f} TOPS | "
-            f"sdpa {s['sdpa_ms']:8.3f} ms {s['sdpa_tops']:7.1f} TOPS | speedup {s['speedup']:.3f}"
-        )
-    print(report["summary"])
+# ------------------------------------------------------------------------------------------------
+# the run
 
 
-def run(quick):
+def _sdpa_replaced(torch_module):
+    import torch.nn.functional as F
+
+    return F.scaled_dot_product_attention is not _REFERENCE_SDPA or torch_module.nn.functional is not F
+
+
+def run(args):
+    global _REFERENCE_SDPA
     started = time.perf_counter()
     report = {
         "status": "failed",
         "summary": "",
-        "mode": "quick" if quick else "full",
-        "thresholds": {
-            "min_cosine": MIN_COSINE,
-            "max_rel_l1": MAX_REL_L1,
-            "max_abs_fraction_of_ref_max": MAX_ABS_FRACTION,
-        },
+        "mode": "calibrate" if args.calibrate else ("quick" if args.quick else "full"),
+        "thresholds": THRESHOLDS,
+        "detection_floor": FLOOR,
         "python": platform.python_version(),
+        "archs": [],
         "checks": [],
         "controls": [],
         "speed": [],
     }
     try:
         import torch
+        import torch.nn.functional as F
     except Exception as exc:
-        report["summary"] = f"torch does not import: {exc}"
+        report["summary"] = f"torch does not import: {type(exc).__name__}: {exc}"
         return report, EXIT_FAILED
+    _REFERENCE_SDPA = F.scaled_dot_product_attention  # before sageattention can touch it
     report["torch"] = torch.__version__
     report["torch_cuda"] = torch.version.cuda
     try:
         from importlib import metadata
 
         import sageattention as sa
-
-        report["sageattention"] = metadata.version("sageattention")
         from sageattention import core
 
+        report["sageattention"] = metadata.version("sageattention")
         report["modules"] = {m: bool(getattr(core, f"{m}_ENABLED", False)) for m in ("SM80", "SM89", "SM90")}
-    except Exception as exc:
-        report["summary"] = f"sageattention does not import: {type(exc).__name__}: {exc}"
-        code = EXIT_NO_GPU if not torch.cuda.is_available() else EXIT_FAILED
-        report["status"] = "unverified" if code == EXIT_NO_GPU else "failed"
-        return report, code
+    except BaseException as exc:  # an import that raises anything is a broken wheel, GPU or not
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        report["summary"] = f"sageattention does not import: {type(exc).__name__}: {str(exc)[:500]}"
+        return report, EXIT_FAILED
+    if _sdpa_replaced(torch):
+        report["summary"] = (
+            "torch.nn.functional.scaled_dot_product_attention was replaced when sageattention was imported: the reference would not be torch's"
+        )
+        return report, EXIT_FAILED
     if not torch.cuda.is_available():
         report["status"] = "unverified"
         report["summary"] = "no CUDA GPU visible to torch: imports fine, kernels not run"
         return report, EXIT_NO_GPU
-    cc = torch.cuda.get_device_capability(0)
-    report["gpu"] = torch.cuda.get_device_name(0)
-    report["compute_capability"] = f"{cc[0]}.{cc[1]}"
-    seed = int.from_bytes(os.urandom(4), "little")
+    archs = devices_by_arch(torch)
+    if args.arch:
+        if args.arch not in archs:
+            report["summary"] = f"no GPU of compute capability {args.arch} here (found {', '.join(archs)})"
+            return report, EXIT_NO_GPU
+        archs = {args.arch: archs[args.arch]}
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little")
     report["seed"] = seed
+    first_arch = next(iter(archs))
+    report["gpu"], report["compute_capability"] = archs[first_arch][1], first_arch
+    if args.case is not None:
+        cases = [args.case]
+    elif args.quick:
+        cases = list(QUICK_CASES)
+    else:
+        cases = list(range(len(grid())))
+    path_filter = set(args.path) if args.path else None
+    if args.quick and not path_filter:
+        path_filter = {"sageattn (auto)"}
     try:
-        report["checks"], report["controls"] = accuracy(sa, cc, quick, seed)
-        report["speed"] = speed(sa, quick, seed) if not quick else []
+        if args.calibrate:
+            return calibrate(sa, torch, report, archs, seed, args.seeds, args.controls, started), EXIT_PASSED
+        for arch, (index, name) in archs.items():
+            device = f"cuda:{index}"
+            with torch.cuda.device(index):
+                # at install time (--quick) the controls of the first case suffice
+                control_cases = cases[:1] if args.quick else cases
+                checks, control_rows = accuracy(sa, arch, device, seed, cases, path_filter, control_cases)
+                report["checks"] += checks
+                report["controls"] += control_rows
+                auto_failed = any(c["path"] == "sageattn (auto)" and c["ok"] is False for c in checks)
+                verdict = _arch_verdict(arch, index, name, checks, control_rows)
+                if not args.quick and args.case is None and not args.path:
+                    if auto_failed:
+                        report["speed"].append(
+                            {"arch": arch, "gpu": name, "path": "sageattn (auto)", "status": "failed — not timed"}
+                        )
+                    else:
+                        report["speed"] += [
+                            {"arch": arch, "gpu": name, **r} for r in speed(sa, device, name, args.quick, seed)
+                        ]
+                report["archs"].append(verdict)
     except Exception:
         report["summary"] = "the check crashed: " + traceback.format_exc(limit=3)[-600:]
         return report, EXIT_FAILED
+    if _sdpa_replaced(torch):
+        report["summary"] = (
+            "torch.nn.functional.scaled_dot_product_attention was replaced while the kernels ran: the verdict is void"
+        )
+        return report, EXIT_FAILED
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return _verdict(report, seed)
+
+
+def _arch_verdict(arch, index, name, checks, control_rows):
+    ran = [c for c in checks if c.get("ok") is not None]
+    failed = [c for c in ran if not c["ok"]]
+    blind = [r for r in control_rows if not r["as_expected"]]
+    status = "failed" if failed or blind or not ran else "passed"
+    if failed:
+        summary = f"{len(failed)}/{len(ran)} cases failed"
+    elif blind:
+        summary = (
+            f"the gate is blind to {blind[0]['control']}"
+            if blind[0]["control"] != "clean"
+            else "the gate rejects a clean realistic output"
+        )
+    else:
+        summary = f"{len(ran)} cases over {len({c['path'] for c in ran})} kernel path(s) passed"
+    return {
+        "compute_capability": arch,
+        "device": index,
+        "gpu": name,
+        "status": status,
+        "summary": summary,
+        "cases": len(ran),
+        "failed": len(failed),
+    }
+
+
+def _describe(case):
+    scale = f" sm_scale={case['sm_scale']}" if case.get("sm_scale") is not None else ""
+    return (
+        f"{case['path']} on {case['arch']}, case {case['case']} ({case['dtype']} d{case['head_dim']} S{case['seq_len']} "
+        f"{case['layout']} causal={case['causal']} H{case['heads']}/{case['kv_heads']}{scale})"
+    )
+
+
+def _verdict(report, seed):
     ran = [c for c in report["checks"] if c.get("ok") is not None]
     failed = [c for c in ran if not c["ok"]]
-    if any(c["path"] == "sageattn (auto)" for c in failed):
-        for row in report["speed"]:
-            row["valid"] = False  # a kernel that computes the wrong thing is not fast, it is wrong
-        report["speed_note"] = "sageattn (auto) failed the accuracy gate: its timings say nothing"
-    leaky = [c for c in report["controls"] if not c["rejected"]]
-    report["seconds"] = round(time.perf_counter() - started, 2)
+    blind = [r for r in report["controls"] if r["control"] != "clean" and not r["as_expected"]]
+    clean_failed = [r for r in report["controls"] if r["control"] == "clean" and not r["as_expected"]]
     if failed:
         worst = failed[0]
-        detail = (
-            worst.get("error")
-            or f"cos {worst.get('cos')}, rel L1 {worst.get('rel_l1')}, max abs {worst.get('max_abs')}"
-        )
+        detail = worst.get("error") or "; ".join(worst.get("reasons", [])[:2])
         report["summary"] = (
-            f"{len(failed)}/{len(ran)} cases failed; first: {worst['path']} {worst['dtype']} d{worst['head_dim']} "
-            f"S{worst['seq_len']} {worst['layout']} causal={worst['causal']} H{worst['heads']}/{worst['kv_heads']}: {detail} (seed {seed})"
+            f"{len(failed)}/{len(ran)} cases failed; first: {_describe(worst)}: {detail} (seed {seed}); re-run it: {worst['rerun']}"
         )
         return report, EXIT_FAILED
-    if leaky:
-        report["summary"] = f"the accuracy gate let garbage through ({leaky[0]['control']}): the check itself is broken"
+    if blind:
+        b = blind[0]
+        report["summary"] = (
+            f"the gate is blind to {b['control']} ({b['family']}, case {b['case']} on {b['arch']}): the check itself is broken"
+        )
         return report, EXIT_FAILED
-    paths = len({c["path"] for c in ran})
+    if clean_failed:
+        c = clean_failed[0]
+        report["summary"] = (
+            f"the gate rejects a clean realistic {c['family']} output (case {c['case']}: {'; '.join(c['reasons'][:2])}): the thresholds are too tight for the controls"
+        )
+        return report, EXIT_FAILED
+    if not ran:
+        report["summary"] = "no kernel path ran"
+        return report, EXIT_FAILED
     report["status"] = "passed"
-    speedups = ", ".join(f"{s['speedup']:.2f}x" for s in report["speed"])
-    report["summary"] = f"{len(ran)} cases over {paths} kernel path(s) passed on {report['gpu']}" + (
+    gpus = ", ".join(f"{a['gpu']} ({a['compute_capability']})" for a in report["archs"])
+    speedups = ", ".join(f"{s['speedup']:.2f}x" for s in report["speed"] if s.get("speedup") and s.get("valid", True))
+    report["summary"] = f"{len(ran)} cases over {len({c['path'] for c in ran})} kernel path(s) passed on {gpus}" + (
         f"; sageattn vs SDPA: {speedups}" if speedups else ""
     )
     return report, EXIT_PASSED
 
 
+def calibrate(sa, torch, report, archs, seed, seeds, show_controls, started):
+    """Accuracy only, every case of the grid for ``seeds`` seeds: the distribution of each local
+    metric per path (no speed; a failure is data, not fatal)."""
+    report["status"] = "calibration"
+    report["seeds"] = [seed + i for i in range(seeds)]
+    report["distributions"] = {}
+    cases = list(range(len(grid())))
+    for arch, (index, _name) in archs.items():
+        collected = {}
+        failures = {}
+        with torch.cuda.device(index):
+            for i in range(seeds):
+                shown = cases if show_controls and i == 0 else ()
+                checks, control_rows = accuracy(sa, arch, f"cuda:{index}", seed + i, cases, None, shown, collected)
+                for c in checks:
+                    if c.get("ok") is False:
+                        failures.setdefault(c["path"], []).append(
+                            f"seed {seed + i} case {c['case']}: {c.get('error') or '; '.join(c['reasons'][:2])}"
+                        )
+                report["controls"] += control_rows
+        report["distributions"][arch] = distributions(collected)
+        report.setdefault("calibration_failures", {})[arch] = {
+            p: [*v[:5], f"... {len(v)} in all"] for p, v in failures.items()
+        }
+        report["archs"].append({"compute_capability": arch, "device": index, "gpu": _name, "status": "calibration"})
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    report["summary"] = (
+        f"calibration: {seeds} seed(s) x {len(cases)} cases on {', '.join(archs)} in {report['seconds']} s (no verdict)"
+    )
+    return report
+
+
+def print_table(report):
+    checks = [c for c in report["checks"] if c.get("ok") is not None]
+    by_path = {}
+    for c in checks:
+        by_path.setdefault((c["arch"], c["path"]), []).append(c)
+    if by_path:
+        print(f"{'arch':5} {'path':62} {'cases':>5} {'fail':>4} {'tile cos':>9} {'tile rL1':>8} {'tile nrm':>8}")
+    for (arch, path), rows in by_path.items():
+        tiles = [r["tile"] for r in rows if r.get("tile")]
+        print(
+            f"{arch:5} {path:62} {len(rows):5d} {sum(not r['ok'] for r in rows):4d} "
+            f"{min((t['min_cos'] for t in tiles), default=float('nan')):9.5f} "
+            f"{max((t['max_rel_l1'] for t in tiles), default=float('nan')):8.4f} "
+            f"{max((t['worst_norm_ratio'] for t in tiles), key=lambda x: abs(x - 1), default=float('nan')):8.4f}"
+        )
+    for c in report["checks"]:
+        if c.get("ok") is False:
+            print(
+                f"FAILED {_describe(c)}: {c.get('error') or '; '.join(c.get('reasons', [])[:2])}\n  re-run: {c['rerun']}"
+            )
+    if report["controls"]:
+        per = {}
+        for r in report["controls"]:
+            per.setdefault((r["family"], r["control"]), []).append(r)
+        print(f"self-test: {len(report['controls'])} verdicts on {len(per)} (family, control) pairs")
+        for (family, control), rows in per.items():
+            bad = [r for r in rows if not r["as_expected"]]
+            verdict = (
+                ("PASSES" if control == "clean" else "rejected")
+                if not bad
+                else ("REJECTED" if control == "clean" else "PASSED THE GATE")
+            )
+            why = "" if control == "clean" or bad else f" ({rows[0]['reasons'][0] if rows[0]['reasons'] else ''})"
+            print(f"  {family:8} {control:56} {verdict} in {len(rows) - len(bad)}/{len(rows)} case(s){why[:110]}")
+    for s in report["speed"]:
+        if "status" in s:
+            print(f"speed {s['arch']:5} {s['path']}: {s['status']}")
+        elif s.get("valid", True) is False:
+            print(
+                f"speed {s['arch']:5} {s['shape']:34} {s['dtype']:9} MEASUREMENT ERROR, not a result: {s['measurement_error']}"
+            )
+        else:
+            print(
+                f"speed {s['arch']:5} {s['shape']:34} {s['dtype']:9} sage {s['sage_ms']:8.3f} ms {s['sage_tops']:7.1f} TOPS | "
+                f"sdpa {s['sdpa_ms']:8.3f} ms {s['sdpa_tops']:7.1f} TOPS | speedup {s['speedup']:.3f}"
+            )
+    for arch, paths in report.get("distributions", {}).items():
+        for path, entry in paths.items():
+            for level in ("tensor", "head", "tile"):
+                for metric, d in entry.get(level, {}).items():
+                    print(
+                        f"calib {arch} {path[:48]:48} {level:6} {metric:8} min {d['min']:.6f} p1 {d['p1']:.6f} p50 {d['p50']:.6f} p99 {d['p99']:.6f} max {d['max']:.6f}"
+                    )
+    print(report["summary"])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", required=True, help="write the JSON report here")
-    parser.add_argument("--quick", action="store_true", help="a handful of cases for the auto path, no timing")
+    parser.add_argument("--quick", action="store_true", help="three cases of the grid on sageattn only, no timing")
+    parser.add_argument("--seed", type=int, help="inputs from this seed (default: random, recorded in the report)")
+    parser.add_argument(
+        "--case", type=int, help="run only this case number of the grid (with --seed: re-run a failure)"
+    )
+    parser.add_argument("--path", action="append", help="run only this kernel path (repeatable)")
+    parser.add_argument("--arch", help="run only on the GPU of this compute capability (e.g. 9.0)")
+    parser.add_argument(
+        "--calibrate",
+        "--accuracy-only",
+        action="store_true",
+        help="accuracy only, distributions of every local metric per path, no verdict",
+    )
+    parser.add_argument("--seeds", type=int, default=20, help="seeds for --calibrate (default 20)")
+    parser.add_argument(
+        "--controls",
+        action="store_true",
+        help="with --calibrate: also run the self-test controls on the first seed's real inputs",
+    )
     args = parser.parse_args(argv)
-    report, code = run(args.quick)
+    if args.case is not None and not 0 <= args.case < len(grid()):
+        parser.error(f"--case must be 0..{len(grid()) - 1}")
+    report, code = run(args)
     with open(args.report, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=1)
     print_table(report)
