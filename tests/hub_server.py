@@ -241,6 +241,7 @@ class HubServer:
         self._faults: dict[str, list[int]] = {}  # kind -> [status, remaining]
         self._always: dict[str, int] = {}
         self._cuts: list[int] = []  # one after_bytes per cut still to come
+        self._hooks: dict[str, list[Any]] = {}  # kind -> callables to run before the next request
         self._log: list[tuple[str, str, dict[str, str]]] = []
         self._counter = itertools.count()
         self._connections: set[socket.socket] = set()
@@ -312,6 +313,13 @@ class HubServer:
         connection after `after_bytes` bytes of body."""
         with self._lock:
             self._cuts.extend([after_bytes] * times)
+
+    def before_next(self, kind: str, action: Any) -> None:
+        """Run ``action()`` (once) when the next request of ``kind`` arrives, before it is handled:
+        e.g. another client's commit landing between a publisher's read and its commit."""
+        self._check_kind(kind)
+        with self._lock:
+            self._hooks.setdefault(kind, []).append(action)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -422,6 +430,10 @@ class HubServer:
         kind, handler = self._route(method, split.path)
         if handler is None:
             return _Response.error(404, f"No route for {method} {split.path}")
+        with self._lock:
+            hooks = self._hooks.pop(kind, []) if kind else []
+        for action in hooks:  # outside the lock: an action may send its own requests
+            action()
         status = self._take_fault(kind) if kind else None
         if status is not None:
             return _Response.error(status, f"Injected fault: {kind} answers {status}")

@@ -556,26 +556,45 @@ def count_fault(kind: str, injected: int = 1, survived: int = 1, lost: int = 0) 
     entry["lost"] += lost
 
 
-def legacy_latest(wheel_file: str, sha256: str, **changes: object) -> dict[str, object]:
-    """A ``latest.json`` as the bash installer wrote it (its field names and values)."""
+# the fields newer versions of the bash installer add to latest.json
+INSTALLER_NEWER_FIELDS = (
+    "cudaarchs", "required_min_cuda", "built_for", "built_from_repo", "built_from_ref", "built_from_commit",
+    "builder_gpu_name", "builder_gpu_compute_capability", "expected_sageattention_version",
+)  # fmt: skip
+
+
+def legacy_latest(wheel_file: str, sha256: str, *, older: bool = False, **changes: object) -> dict[str, object]:
+    """A ``latest.json`` as the bash installer writes it: each version is the installed
+    distribution's, so torch from PyPI is a plain ``2.8.0`` (its CUDA only in the index URL and
+    ``required_min_cuda``). ``older``: the field set of older installer versions."""
     record: dict[str, object] = {
         "created_at_utc": "2026-11-01T00:00:00Z",
         "wheel_file": wheel_file,
         "wheel_sha256": sha256,
         "hf_wheel_url": None,
         "sageattention_version": "2.2.0",
-        "torch_version": "2.8.0+cu128",
-        "torchvision_version": "0.23.0+cu128",
-        "torchaudio_version": "2.8.0+cu128",
+        "torch_version": "2.8.0",
+        "torchvision_version": "0.23.0",
+        "torchaudio_version": "2.8.0",
         "triton_version": "3.4.0",
         "torch_index_url": "https://download.pytorch.org/whl/cu128",
         "target_arch": "12.0",
+        "python_version": "3.12.3",
+        "python_tag": "cp312",
+        "platform": "linux",
+        "machine": "x86_64",
         "cudaarchs": "120",
+        "required_min_cuda": "12.8",
+        "built_for": "RTX 5090 (sm_120)",
         "built_from_repo": "https://github.com/thu-ml/SageAttention",
         "built_from_ref": "v2.2.0",
+        "built_from_commit": "eb615cf6cf4d221338033340ee2de1c37fbdba4a",
         "builder_gpu_name": "NVIDIA GeForce RTX 5090",
         "builder_gpu_compute_capability": "12.0",
-        "python_tag": "cp312",
+        "expected_sageattention_version": "2.2.0",
     }
+    if older:
+        for name in INSTALLER_NEWER_FIELDS:
+            del record[name]
     record.update(changes)
     return record
