@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import build, fetch, probe, selection, stack, verify
+from . import build, fetch, plan, probe, selection, stack, verify
 from . import log as logsetup
 from .errors import ConfigError, NoMatchError, SageTasksError
 from .manifest import Index, WheelManifest
@@ -169,6 +169,16 @@ def _auto(settings: Settings, report: RunReport, *, dry_run: bool, allow_unverif
     with report.stage("index") as rec:
         index = store.read_index()
         rec.detail = f"{len(index.wheels)} wheel(s) in {store.description}"
+    with report.stage("plan") as rec:  # the whole plan before the first change; refuse if it cannot succeed
+        log.info("target: %s (%s)", found.target.python, settings.python_origin)
+        planned = plan.compute(
+            settings, found, index, resolve_stack(settings, found, index), allow_unverified=allow_unverified
+        )
+        report.result["plan"] = planned.to_dict()
+        rec.outcome, rec.detail = planned.path, planned.summary
+        if planned.problem is not None:
+            rec.outcome = "refused"
+            raise planned.problem
     with report.stage("pin") as rec:
         pinned, found = pin(settings, found, index, dry_run=dry_run)
         report.result["stack"] = pinned.to_dict()

@@ -78,6 +78,7 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
     assert stages(report) == {
         "probe": "ok",
         "index": "ok",
+        "plan": "build",
         "pin": "satisfied",
         "fetch": "miss",
         "build": "ok",
@@ -98,6 +99,7 @@ def test_build_check_publish_then_fetch_into_a_fresh_environment(tasks, tmp_path
     assert stages(again) == {
         "probe": "ok",
         "index": "ok",
+        "plan": "fetch",
         "pin": "satisfied",
         "fetch": "hit",
         "test-kernel --quick": "passed",

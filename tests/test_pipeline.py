@@ -52,6 +52,7 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
     assert stages(report) == {
         "probe": "ok",
         "index": "ok",
+        "plan": "build",
         "pin": "installed",
         "fetch": "miss",
         "build": "ok",
@@ -80,6 +81,7 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
     assert stages(again) == {
         "probe": "ok",
         "index": "ok",
+        "plan": "fetch",
         "pin": "installed",
         "fetch": "hit",
         "test-kernel --quick": "passed",
