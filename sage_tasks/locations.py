@@ -49,7 +49,7 @@ def python_on_path(env: Mapping[str, str], outside: str) -> str | None:
     return None
 
 
-def default_python(flag: str | None, env: Mapping[str, str]) -> tuple[str, str]:
+def default_python(flag: str | None, env: Mapping[str, str], prefix: str | None = None) -> tuple[str, str]:
     """The target interpreter and where it came from: --python > PYTHON_BIN > this interpreter,
     except inside a tool environment (uvx, pipx), whose interpreter is nobody's target: there,
     the user's ``python3`` on PATH."""
@@ -57,9 +57,10 @@ def default_python(flag: str | None, env: Mapping[str, str]) -> tuple[str, str]:
         return flag, "--python"
     if env.get("PYTHON_BIN"):
         return env["PYTHON_BIN"], "PYTHON_BIN"
-    tool = tool_environment(sys.prefix)
+    prefix = prefix or sys.prefix
+    tool = tool_environment(prefix)
     if tool:
-        found = python_on_path(env, sys.prefix)
+        found = python_on_path(env, prefix)
         if found:
             return found, f"python3 on PATH (sage-tasks runs from a {tool} tool environment)"
         return "python3", f"python3 (sage-tasks runs from a {tool} tool environment; none found on PATH)"
