@@ -28,6 +28,15 @@ CIBW_CONFIG = str(ROOT / "manifests" / "cibuildwheel" / "sageattention.toml")
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = False
+nox.options.default_venv_backend = "uv|virtualenv"  # uv creates and fills the venvs when it can run
+
+
+def _with_pip_config(session: nox.Session) -> None:
+    """uv reads none of pip's configuration: hand it the same indexes, wheel folders and constraints."""
+    from sage_tasks import installers
+
+    if session.venv_backend == "uv":
+        session.env.update(installers.uv_variables(installers.pip_config(sys.executable, os.environ), os.environ))
 
 
 def _sage(session: nox.Session, *args: str, success_codes: list[int] | None = None) -> None:
@@ -83,11 +92,43 @@ def smoke(session: nox.Session) -> None:
     _sage(session, "test-kernel", "--python", python, "--dist", DIST, *shared, success_codes=[0, 9])
 
 
+# The kernel gate's tests need torch: only this Python installs it (a local CPU wheel where
+# pip's configuration names a wheel folder; PyPI's multi-GB CUDA torch elsewhere is not worth it).
+TORCH_TESTS_PYTHON = "3.11"
+
+
+def _pip_wheel_folders(session: nox.Session) -> list[str]:
+    """Folders pip's configuration names as find-links (uv does not read pip's configuration)."""
+    listing = session.run(
+        sys.executable, "-m", "pip", "config", "list", silent=True, external=True, success_codes=[0, 1]
+    )
+    folders = []
+    for line in str(listing or "").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().endswith("find-links"):
+            folders += [f for f in value.strip().strip("'\"").split() if Path(f).is_dir()]
+    return list(dict.fromkeys(folders))
+
+
+def _install_torch(session: nox.Session) -> None:
+    """A local CPU torch wheel for this Python when pip's configuration has one, else PyPI's."""
+    folders = _pip_wheel_folders(session)
+    tag = "cp" + str(session.python).replace(".", "")
+    local = sorted(w for f in folders for w in Path(f).glob(f"torch-*-{tag}-{tag}-*.whl"))
+    links = [arg for f in folders for arg in ("--find-links", f)]
+    session.install(str(local[-1]) if local else "torch", *links)
+
+
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite (GPU tests are marked and only run on a GPU machine)."""
+    """The test suite, not the GPU tests; on 3.11 with torch (the gate's tests fail without it)."""
+    _with_pip_config(session)
     session.install("-e", ".[dev]")
-    session.run("pytest", "-m", "not gpu", *session.posargs)
+    if session.python == TORCH_TESTS_PYTHON:
+        _install_torch(session)
+        session.run("pytest", "-m", "not gpu", *session.posargs, env={"SAGE_TESTS_REQUIRE_TORCH": "1"})
+    else:
+        session.run("pytest", "-m", "not gpu and not torch", *session.posargs)
 
 
 @nox.session(default=False, venv_backend="none")
@@ -101,6 +142,7 @@ def gpu(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff; the workflows against GitHub's schema (check-jsonschema) and audited by zizmor, offline."""
+    _with_pip_config(session)
     session.install("ruff", "check-jsonschema", "zizmor")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -117,6 +159,7 @@ def portable(session: nox.Session) -> None:
     ``--source DIR`` builds that folder instead of a fresh export of the pinned commit; other
     posargs go to cibuildwheel (e.g. ``--print-build-identifiers``).
     """
+    _with_pip_config(session)
     session.install("cibuildwheel")
     args = list(session.posargs)
     if "--source" in args:

@@ -104,10 +104,19 @@ class Verification:
     summary: str | None = None
     checks: tuple[dict[str, Any], ...] = ()
     speed: tuple[dict[str, Any], ...] = ()
+    # one verdict per compute capability: {"compute_capability", "status", "gpu", "mode",
+    # "checked_at", "summary"}; an arch the wheel carries but no GPU tested is "unverified"
+    archs: tuple[dict[str, Any], ...] = ()
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    def proven_on(self) -> tuple[str, ...]:
+        """Compute capabilities with a passing verdict (older manifests: the one GPU it ran on)."""
+        if self.archs:
+            return tuple(sorted(str(a["compute_capability"]) for a in self.archs if a.get("status") == "passed"))
+        return (self.compute_capability,) if self.passed and self.compute_capability else ()
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,7 @@ class WheelManifest:
         data["cuda_archs"] = list(self.cuda_archs)
         data["verification"]["checks"] = list(self.verification.checks)
         data["verification"]["speed"] = list(self.verification.speed)
+        data["verification"]["archs"] = list(self.verification.archs)
         return data
 
 
@@ -173,6 +183,7 @@ def _verification_from(data: Mapping[str, Any]) -> Verification:
     values = {k: v for k, v in data.items() if k in known}
     values["checks"] = tuple(values.get("checks") or ())
     values["speed"] = tuple(values.get("speed") or ())
+    values["archs"] = tuple(values.get("archs") or ())
     return Verification(**values)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from . import archs, scripts, tomlfile
 from .errors import ConfigError
 
-_TOP = {"name", "package", "version", "description", "source", "build", "check"}
+_TOP = {"name", "package", "version", "description", "source", "build", "check", "known_bad"}
+_KNOWN_BAD = {"arch", "reason", "evidence", "fixed_by", "use_instead"}
 _SOURCE = {"repo", "ref", "commit"}
 _BUILD = {
     "cuda", "needs_torch", "supported_archs", "min_nvcc", "requires", "extensions",
@@ -41,6 +42,22 @@ class Check:
 
 
 @dataclass(frozen=True)
+class KnownBad:
+    """A (source, arch) pair known from evidence to fail the kernel gate."""
+
+    arch: str
+    reason: str
+    evidence: tuple[str, ...] = ()
+    fixed_by: str | None = None
+    use_instead: str | None = None
+
+    def describe(self) -> str:
+        fixed = f"; fixed by {self.fixed_by}" if self.fixed_by else ""
+        seen = f" (evidence: {', '.join(self.evidence)})" if self.evidence else ""
+        return f"{self.reason}{fixed}{seen}"
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     package: str
@@ -57,6 +74,15 @@ class Recipe:
     extensions: int = 1
     memory_per_job_gib: float = 2.0
     env: dict[str, str] = field(default_factory=dict)
+    known_bad: tuple[KnownBad, ...] = ()
+
+    def known_bad_on(self, ccs: tuple[str, ...]) -> list[KnownBad]:
+        """The known failures of this recipe's pinned source on any of ``ccs`` (none once the
+        source was overridden: the evidence is about the pinned commit)."""
+        if self.source.commit is None:
+            return []
+        wanted = {archs.base_arch(cc) for cc in ccs}
+        return [bad for bad in self.known_bad if bad.arch in wanted]
 
     def check_archs(self, wanted: tuple[str, ...]) -> None:
         """Refuse archs this recipe cannot build, naming the ones it can."""
@@ -115,6 +141,21 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
             tomlfile.did_you_mean(check["builtin"], BUILTIN_CHECKS),
         )
     supported = tuple(archs.normalize_arch(a) for a in build.get("supported_archs", []))
+    known_bad = []
+    for i, item in enumerate(data.get("known_bad", [])):
+        spot = f"[[known_bad]] {i + 1} of {where}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{spot} must be a table")
+        tomlfile.check_keys(item, _KNOWN_BAD, spot)
+        known_bad.append(
+            KnownBad(
+                arch=archs.normalize_arch(tomlfile.require(item, "arch", str, spot)),
+                reason=tomlfile.require(item, "reason", str, spot),
+                evidence=tuple(str(e) for e in item.get("evidence", ())),
+                fixed_by=item.get("fixed_by"),
+                use_instead=item.get("use_instead"),
+            )
+        )
     return Recipe(
         name=tomlfile.require(data, "name", str, where),
         package=tomlfile.require(data, "package", str, where),
@@ -131,9 +172,53 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
         extensions=int(build.get("extensions", 1)),
         memory_per_job_gib=float(build.get("memory_per_job_gib", 2.0)),
         env={str(k): str(v) for k, v in build.get("env", {}).items()},
+        known_bad=tuple(known_bad),
     )
 
 
 def load_recipe(name_or_path: str, manifests_dir: Path) -> Recipe:
     path = _resolve(name_or_path, manifests_dir)
     return parse_recipe(tomlfile.load(path), path)
+
+
+def choose(
+    explicit: Recipe | None, defaults: list[Recipe], ccs: tuple[str, ...], *, allow_known_bad: bool = False
+) -> tuple[Recipe, str]:
+    """Which recipe to build for a machine with GPUs of ``ccs`` (present or targeted), and why
+    (pure). Without an explicit recipe: the first default whose source is not known to fail the
+    kernel gate on any of them. A known-bad pair is only taken with ``allow_known_bad``."""
+    where = ", ".join(sorted({archs.base_arch(cc) for cc in ccs})) or "no GPU arch"
+    if explicit is not None:
+        bad = explicit.known_bad_on(ccs)
+        if not bad:
+            return explicit, f"{explicit.name}, as asked"
+        if allow_known_bad:
+            return (
+                explicit,
+                f"{explicit.name} forced with --allow-known-bad although known to fail on {bad[0].arch} (the kernel gate still runs)",
+            )
+        instead = bad[0].use_instead or next((d.name for d in defaults if not d.known_bad_on(ccs)), None)
+        raise ConfigError(
+            f"{explicit.name} is known to fail the kernel gate on {bad[0].arch}: {bad[0].describe()}",
+            (f"use --recipe {instead}, or " if instead else "")
+            + "pass --allow-known-bad to build it anyway (the kernel gate still runs)",
+        )
+    skipped = []
+    for candidate in defaults:
+        bad = candidate.known_bad_on(ccs)
+        if not bad:
+            if not skipped:
+                return candidate, f"{candidate.name}, the default (not known to fail on {where})"
+            return candidate, f"{candidate.name}, because " + "; ".join(skipped)
+        skipped.append(
+            f"{candidate.name} is known to fail on {bad[0].arch} ({bad[0].reason.split(':')[0]}; "
+            f"fixed by {bad[0].fixed_by or 'nothing yet'})"
+        )
+    if allow_known_bad and defaults:
+        return defaults[
+            0
+        ], f"{defaults[0].name} forced with --allow-known-bad ({'; '.join(skipped)}; the kernel gate still runs)"
+    raise ConfigError(
+        f"no default recipe is free of known failures on {where}: {'; '.join(skipped) or 'no default recipes'}",
+        "pass --recipe with a recipe that works there, or --allow-known-bad to build one anyway",
+    )

@@ -62,6 +62,7 @@ class Selection:
     accepted: tuple[WheelManifest, ...]
     rejected: tuple[Rejection, ...]
     notes: tuple[str, ...] = ()  # one line per accepted wheel that fit only by an assumption
+    unproven: str | None = None  # the chosen wheel has no passing kernel test on this machine's arch
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -69,6 +70,7 @@ class Selection:
             "accepted": [w.wheel_file for w in self.accepted],
             "rejected": [r.to_dict() for r in self.rejected],
             "notes": list(self.notes),
+            "unproven": self.unproven,
         }
 
 
@@ -170,11 +172,24 @@ def select_wheel(entries: Iterable[WheelManifest], want: Want) -> Selection:
             rejected.append(Rejection(entry.wheel_file, tuple(reasons)))
         else:
             accepted.append(entry)
-    accepted.sort(key=_rank, reverse=True)
+    accepted.sort(key=lambda e: (proof_gap(e, want.ccs) is None, *_rank(e)), reverse=True)
     notes = tuple(
         f"{e.wheel_file}: the bash installer did not record its torch's CUDA; accepted because torch "
         f"{want.torch_version} (CUDA {want.torch_cuda}: same major, at least {INSTALLER_MIN_CUDA}) is installed"
         for e in accepted
         if want.check_torch and unknown_cuda_fits(e, want)
     )
-    return Selection(accepted[0] if accepted else None, tuple(accepted), tuple(rejected), notes)
+    chosen = accepted[0] if accepted else None
+    gap = proof_gap(chosen, want.ccs) if chosen is not None and want.needs_archs else None
+    return Selection(chosen, tuple(accepted), tuple(rejected), notes, gap)
+
+
+def proof_gap(entry: WheelManifest, ccs: tuple[str, ...]) -> str | None:
+    """One line when a GPU arch of this machine has no passing kernel test of ``entry``
+    ("built for 8.9 but only proven on 12.0"), else None."""
+    proven = entry.verification.proven_on()
+    missing = [archs.base_arch(cc) for cc in ccs if archs.base_arch(cc) not in proven]
+    if not missing:
+        return None
+    where = f"only proven on {', '.join(proven)}" if proven else "not proven on any GPU (unverified)"
+    return f"{entry.wheel_file} is built for {', '.join(missing)} but {where}"

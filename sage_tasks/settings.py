@@ -23,7 +23,7 @@ from .recipe import Recipe, Source, load_recipe
 FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose", "installer", "keep_stack",
          "progress"}  # fmt: skip
 INSTALLERS = ("uv", "pip")
-_DEFAULT_KEYS = {"recipe", "stack", "remote_dir"}
+_DEFAULT_KEYS = {"recipe", "recipe_fallbacks", "stack", "remote_dir"}
 TRUE = {"1", "true", "yes", "on"}
 
 
@@ -66,6 +66,10 @@ class Settings:
     allow_http: bool
     env: Mapping[str, str]
     verbose: bool = False
+    # where the recipe came from ("--recipe", "SAGE_RECIPE" or "default") and, for "default",
+    # the candidates in order: `auto` picks the first not known to fail on this machine's archs
+    recipe_origin: str = "default"
+    default_recipes: tuple[str, ...] = ()
     installer: str | None = None  # "uv" or "pip" forced; None: uv when it can run
     keep_stack: bool = False  # never change torch/torchvision/torchaudio/triton
     progress: bool = False  # show installer progress (a terminal, not --json, not CI)
@@ -128,6 +132,7 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     manifests_dir = locations.manifests_dir(env)
     defaults = _defaults(manifests_dir)
     recipe = _recipe(flags.get("recipe") or env.get("SAGE_RECIPE") or defaults["recipe"], manifests_dir, env)
+    recipe_origin = "--recipe" if flags.get("recipe") else ("SAGE_RECIPE" if env.get("SAGE_RECIPE") else "default")
 
     arch_text, arch_origin = None, None
     if flags.get("arch"):
@@ -187,6 +192,8 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         allow_http=env.get("SAGE_ALLOW_HTTP", "0").strip().lower() in TRUE,
         env=env,
         verbose=bool(flags.get("verbose")),
+        recipe_origin=recipe_origin,
+        default_recipes=(defaults["recipe"], *defaults.get("recipe_fallbacks", ())),
         installer=installer,
         keep_stack=bool(flags.get("keep_stack")) or env.get("SAGE_KEEP_STACK", "0").strip().lower() in TRUE,
         progress=bool(flags.get("progress")) and not in_ci,

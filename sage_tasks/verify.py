@@ -9,6 +9,7 @@ The verdict is written into the wheel's manifest as ``verification``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import archs, manifest, redaction, runner
 from . import log as logsetup
-from . import manifest, redaction, runner
 from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
 from .install import installed_sha256
 from .manifest import Verification
@@ -80,6 +81,71 @@ def keeps_full_verdict(old: Verification, new: Verification) -> bool:
     return old.mode == "full" and old.status != "unverified" and new.mode == "quick" and new.status == "passed"
 
 
+def _cc_of(binary_arch: str) -> str | None:
+    try:
+        kind, number, _ = archs.parse_binary_arch(binary_arch)
+    except ValueError:
+        return None
+    return f"{number // 10}.{number % 10}" if kind == "sm" else None
+
+
+def arch_verdicts(
+    report: dict[str, Any],
+    status: str,
+    quick: bool,
+    checked_at: str,
+    wheel_archs: tuple[str, ...] = (),
+    earlier: tuple[dict[str, Any], ...] = (),
+) -> tuple[dict[str, Any], ...]:
+    """One verdict per compute capability (pure): the check's own, one per arch it ran on; a
+    wheel that failed before any GPU ran (it does not import) failed on every arch it carries;
+    the wheel's other archs are "unverified". Earlier verdicts of other archs are kept; for the
+    same arch the new one wins, except that "unverified" never erases a verdict and a quick
+    pass never replaces a full-mode one."""
+    mode = "quick" if quick else "full"
+    new: dict[str, dict[str, Any]] = {}
+    for item in report.get("archs") or ():
+        if isinstance(item, dict) and item.get("status") in manifest.STATUSES and item.get("compute_capability"):
+            cc = str(item["compute_capability"])
+            new[cc] = {
+                "compute_capability": cc,
+                "status": item["status"],
+                "gpu": str(item.get("gpu") or "")[:300] or None,
+                "mode": mode,
+                "checked_at": checked_at,
+                "summary": str(item.get("summary") or "")[:2000] or None,
+            }
+    carried = [cc for cc in (_cc_of(a) for a in wheel_archs) if cc]
+    before_any_gpu = status == "failed" and not new  # e.g. the wheel does not import
+    for cc in carried:
+        state, why = (
+            ("failed", report.get("summary") or "failed")
+            if before_any_gpu
+            else ("unverified", "no GPU of this arch here")
+        )
+        new.setdefault(
+            cc,
+            {
+                "compute_capability": cc,
+                "status": state,
+                "gpu": None,
+                "mode": mode,
+                "checked_at": checked_at,
+                "summary": str(why)[:2000],
+            },
+        )
+    merged = {str(a.get("compute_capability")): dict(a) for a in earlier if isinstance(a, dict)}
+    for cc, verdict in new.items():
+        old = merged.get(cc)
+        if old and old.get("status") != "unverified":
+            if verdict["status"] == "unverified":
+                continue
+            if old.get("mode") == "full" and verdict["mode"] == "quick" and verdict["status"] == "passed":
+                continue
+        merged[cc] = verdict
+    return tuple(merged[cc] for cc in sorted(merged, key=archs.cc_tuple))
+
+
 def _verification(status: str, report: dict[str, Any], machine: Machine, quick: bool) -> Verification:
     def listed(key: str) -> tuple[dict[str, Any], ...]:
         value = report.get(key)
@@ -107,6 +173,7 @@ def run_check(
     manifest_path: Path | None = None,
     report_path: Path | None = None,
     record: bool = True,
+    seed: int | None = None,
 ) -> CheckResult:
     recipe = settings.recipe
     python = machine.target.python
@@ -126,6 +193,8 @@ def run_check(
     command = [*recipe.check.command(python, settings.cache_dir), "--report", str(report_path)] + (
         ["--quick"] if quick else []
     )
+    if seed is not None:  # the same inputs again (a recipe's own check must accept --seed then)
+        command += ["--seed", str(seed)]
     done = runner.run(command, env=redaction.without_secrets(settings.env), check=False, timeout=CHECK_TIMEOUT_S)
     for line in done.stdout.splitlines():
         log.info("  %s", line)
@@ -146,8 +215,21 @@ def run_check(
     sha = installed_sha256(now, recipe.package)
     manifest_path = manifest_path or find_manifest(settings.dist_dir, recipe.package, sha)
     verification = _verification(status, report, machine, quick)
-    if record and manifest_path is not None:
-        entry = manifest.read_manifest_file(manifest_path)
+    entry = manifest.read_manifest_file(manifest_path) if manifest_path is not None else None
+    verification = dataclasses.replace(
+        verification,
+        archs=arch_verdicts(
+            report,
+            status,
+            quick,
+            verification.checked_at or manifest.now(),
+            entry.cuda_archs if entry else (),
+            entry.verification.archs if entry else (),
+        ),
+    )
+    if any(a["status"] == "failed" for a in verification.archs) and verification.status != "failed":
+        verification = dataclasses.replace(verification, status="failed")  # failed on one arch is failed
+    if record and entry is not None:
         if entry.version != installed or (sha and entry.wheel_sha256 != sha):
             raise IntegrityError(
                 f"{manifest_path} describes {entry.wheel_file}, which is not what is installed ({installed})"
