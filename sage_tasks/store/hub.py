@@ -258,6 +258,8 @@ class HubStore:
         try:
             latest = self._read_json(self._path(manifest.LATEST_FILE, folder), revision)
         except StoreError as e:
+            if self.offline and index is not None and not isinstance(e.__cause__, ValueError | RecursionError):
+                return manifest.read_folder(index, None, f"{self.repo_id}:{folder or '.'}"), notes  # never cached
             if not isinstance(e.__cause__, ValueError | RecursionError):
                 raise  # unreachable is never "missing"
             notes.append(f"{self._path(manifest.LATEST_FILE, folder)} cannot be used ({e.message}); left as it is")
