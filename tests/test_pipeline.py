@@ -70,9 +70,8 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
     assert published["verification"]["status"] == "passed"
     assert published["source"]["commit"] == demo["commit"]
     assert (store / published["wheel_path"]).read_bytes() == Path(built).read_bytes()
-    latest = json.loads((store / "latest.json").read_text())
-    assert latest["wheel_file"] == published["wheel_file"] and latest["wheel_sha256"] == published["wheel_sha256"]
-    assert {"built_from_repo", "built_from_ref", "target_arch", "torch_index_url"} <= set(latest)
+    # the bash installer's pointer only ever names a wheel it installs on an RTX 5090: not a demo wheel
+    assert not (store / "latest.json").exists()
 
     second_venv = fresh_venv(tmp_path / "venv2", wheelhouse)
     second = tasks("auto", "--python", str(second_venv), "--recipe", str(demo["recipe"]), "--json", env=env)
