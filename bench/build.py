@@ -5,7 +5,7 @@ compare: upstream's plain ``pip wheel . --no-build-isolation`` versus ``invoke b
 resume:  a cold ``invoke build``, then one killed after --kill-after seconds and its re-run,
          then a re-run after a finished build: how much of the cold time the re-runs cost.
 
-    python bench/build.py compare --source DIR --arch 12.0 [--python PY] [--out FILE]
+    python bench/build.py compare --source DIR --arch 12.0 [--order both|upstream-first|ours-first] [--out FILE]
     python bench/build.py resume  --source DIR --arch 9.0 --kill-after 90 [--python PY]
 """
 
@@ -69,45 +69,71 @@ def invoke_build(python: str, source: str, arch: str, cache: Path, dist: Path) -
             "--source", source, "--arch", arch, "--dist", str(dist)]  # fmt: skip
 
 
-def compare(args: argparse.Namespace, work: Path) -> dict[str, object]:
+def _one(name: str, command: list[str], env: dict[str, str], cwd: Path, log: Path, dist: Path) -> dict[str, object]:
+    seconds, code = timed(command, env, cwd, log)
+    wheel = next(dist.glob("*.whl"), None)
+    return {
+        "seconds": round(seconds, 1),
+        "exit": code,
+        "wheel": wheel.name if wheel else None,
+        "bytes": wheel.stat().st_size if wheel else None,
+        "peak_memory_mib": PEAKS.get(log.stem),
+    }
+
+
+def compare_once(args: argparse.Namespace, work: Path, order: str) -> dict[str, object]:
+    """One upstream build and one sage-tasks build of the same source, in the given order."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAX_JOBS", "EXT_PARALLEL")}
     upstream_src = work / "upstream-src"
     shutil.copytree(args.source, upstream_src)
-    up_env = {**env, "TORCH_CUDA_ARCH_LIST": args.arch}
-    up_s, up_code = timed(
-        [args.python, "-m", "pip", "wheel", ".", "--no-build-isolation", "-w", str(work / "up-dist")],
-        up_env,
-        upstream_src,
-        work / "upstream.log",
-    )
-    ours_env = {**env, "SAGE_TASKS_CACHE": str(work / "cache")}
-    our_s, our_code = timed(
-        invoke_build(args.python, args.source, args.arch, work / "cache", work / "our-dist"),
-        ours_env,
-        work,
-        work / "ours.log",
-    )
-    up_wheel = next((work / "up-dist").glob("*.whl"), None)
-    our_wheel = next((work / "our-dist").glob("*.whl"), None)
+    runs = {
+        "upstream": lambda: _one(
+            "upstream",
+            [args.python, "-m", "pip", "wheel", ".", "--no-build-isolation", "-w", str(work / "up-dist")],
+            {**env, "TORCH_CUDA_ARCH_LIST": args.arch},
+            upstream_src,
+            work / "upstream.log",
+            work / "up-dist",
+        ),
+        "sage_tasks": lambda: _one(
+            "sage_tasks",
+            invoke_build(args.python, args.source, args.arch, work / "cache", work / "our-dist"),
+            {**env, "SAGE_TASKS_CACHE": str(work / "cache")},
+            work,
+            work / "ours.log",
+            work / "our-dist",
+        ),
+    }
+    sequence = ["upstream", "sage_tasks"] if order == "upstream-first" else ["sage_tasks", "upstream"]
+    results = {name: runs[name]() for name in sequence}
+    up_s, our_s = results["upstream"]["seconds"], results["sage_tasks"]["seconds"]
+    return {
+        "order": order,
+        **results,
+        "ratio_ours_over_upstream": round(our_s / up_s, 3) if up_s else None,  # type: ignore[operator]
+    }
+
+
+def compare(args: argparse.Namespace, work: Path) -> dict[str, object]:
+    """``--order both`` (the default) runs both orders, so the order's own effect shows and cancels."""
+    orders = ["upstream-first", "ours-first"] if args.order == "both" else [args.order]
+    runs = []
+    for n, order in enumerate(orders, 1):
+        folder = work / f"run{n}-{order}"
+        folder.mkdir(parents=True, exist_ok=True)
+        runs.append(compare_once(args, folder, order))
+    up = sum(r["upstream"]["seconds"] for r in runs)  # type: ignore[index]
+    ours = sum(r["sage_tasks"]["seconds"] for r in runs)  # type: ignore[index]
     return {
         "arch": args.arch,
         "cpu_count": os.cpu_count(),
-        "upstream": {
-            "seconds": round(up_s, 1),
-            "exit": up_code,
-            "wheel": up_wheel.name if up_wheel else None,
-            "bytes": up_wheel.stat().st_size if up_wheel else None,
-        },
-        "sage_tasks": {
-            "seconds": round(our_s, 1),
-            "exit": our_code,
-            "wheel": our_wheel.name if our_wheel else None,
-            "bytes": our_wheel.stat().st_size if our_wheel else None,
-        },
-        "ratio_ours_over_upstream": round(our_s / up_s, 3) if up_s else None,
-        "peak_memory_mib": dict(PEAKS),
         "mem_available_mib_at_start": mem_available_mib(),
-        "order": args.order,
+        "runs": runs,
+        "total": {
+            "upstream_s": round(up, 1),
+            "sage_tasks_s": round(ours, 1),
+            "ratio": round(ours / up, 3) if up else None,
+        },
     }
 
 
@@ -145,7 +171,7 @@ def main() -> int:
     parser.add_argument("--arch", required=True)
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--kill-after", type=float, default=90.0)
-    parser.add_argument("--order", choices=("upstream-first", "ours-first"), default="upstream-first")
+    parser.add_argument("--order", choices=("upstream-first", "ours-first", "both"), default="both")
     parser.add_argument("--out")
     parser.add_argument("--work", help="keep logs here (default: a temporary folder)")
     args = parser.parse_args()
