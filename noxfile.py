@@ -71,7 +71,9 @@ def _prepare(session: nox.Session, shared: list[str]) -> str:
     return python
 
 
-@nox.session(name="build", python=PYTHONS)
+# build and smoke keep virtualenv: `invoke build` runs `pip wheel` inside the venv, and uv's venvs
+# have no pip; their big cost, the torch stack, is installed by `invoke pin`, which uses uv.
+@nox.session(name="build", python=PYTHONS, venv_backend="virtualenv")
 def build(session: nox.Session) -> None:
     """A fresh venv of this Python, the pinned stack, then `invoke build` into dist/."""
     build_args, shared = _split(session.posargs)
@@ -79,7 +81,7 @@ def build(session: nox.Session) -> None:
     _sage(session, "build", "--python", python, "--dist", DIST, *build_args)
 
 
-@nox.session(name="smoke", python=PYTHONS)
+@nox.session(name="smoke", python=PYTHONS, venv_backend="virtualenv")
 def smoke(session: nox.Session) -> None:
     """Another fresh venv, the pinned stack, the dist/ wheel (--no-deps, hash-checked), test-kernel.
 

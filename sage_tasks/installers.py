@@ -201,3 +201,16 @@ def resolve(forced: str | None, python: str, env: Mapping[str, str]) -> Choice:
     choice = choose(forced, uv, pip_config(python, env))
     log.info("installer: %s (%s)", choice.tool, choice.reason)
     return choice
+
+
+def uv_variables(pip_settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
+    """pip's effective configuration as uv's own variables, for installs we do not drive
+    (nox's uv backend); a variable the user set for uv wins."""
+    wanted = {
+        "UV_INDEX_URL": pip_settings.get("index-url", ""),
+        "UV_EXTRA_INDEX_URL": " ".join(_split(pip_settings.get("extra-index-url"))),
+        "UV_FIND_LINKS": ",".join(_split(pip_settings.get("find-links"))),
+        "UV_CONSTRAINT": " ".join(_split(pip_settings.get("constraint"))),
+        "SSL_CERT_FILE": pip_settings.get("cert", ""),
+    }
+    return {k: v for k, v in wanted.items() if v and k not in env}
