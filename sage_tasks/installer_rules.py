@@ -136,12 +136,18 @@ def pointer_reasons(
     reasons += install_reasons(entry.wheel_file, entry.version, expect)
     if not archs.satisfies(entry.cuda_archs, POINTER_ARCH):
         reasons.append(f"no machine code for {POINTER_ARCH} (carries {', '.join(entry.cuda_archs) or 'none'})")
-    status, cc = entry.verification.status, entry.verification.compute_capability
-    if status == "failed":
+    verdict = entry.verification
+    proven = {archs.base_arch(cc) for cc in verdict.proven_on()}
+    failed_here = any(
+        a.get("status") == "failed" and archs.base_arch(str(a.get("compute_capability"))) == POINTER_ARCH
+        for a in verdict.archs
+    )
+    if verdict.status == "failed" or failed_here:
         reasons.append("failed its kernel test")
-    elif status == "passed" and (not cc or archs.base_arch(cc) != POINTER_ARCH):
-        reasons.append(f"passed its kernel test on {cc or 'an unrecorded GPU'}, not on {POINTER_ARCH}")
-    elif status == "unverified" and not allow_unverified:
+    elif verdict.status == "passed" and POINTER_ARCH not in proven:
+        shown = ", ".join(sorted(proven)) or "an unrecorded GPU"
+        reasons.append(f"passed its kernel test on {shown}, not on {POINTER_ARCH}")
+    elif verdict.status == "unverified" and not allow_unverified:
         reasons.append("unverified (publish with --latest-unverified to point the installer at it anyway)")
     current = index.latest_entry
     if current is not None and current.wheel_file != entry.wheel_file and current.python_tag != entry.python_tag:

@@ -192,6 +192,16 @@ def test_which_wheel_may_become_latest_json():
         "failed": twin_entry(verification=Verification(status="failed", compute_capability="12.0")),
         "unverified": twin_entry(verification=Verification(status="unverified")),
         "passed elsewhere": twin_entry(verification=Verification(status="passed", compute_capability="8.9")),
+        "passed, but 12.0 untested": twin_entry(
+            verification=Verification(
+                status="passed",
+                compute_capability="9.0",
+                archs=(
+                    {"compute_capability": "9.0", "status": "passed"},
+                    {"compute_capability": "12.0", "status": "unverified"},
+                ),
+            )
+        ),
         "labelled version": support.entry(),
         "yanked": twin_entry(yanked={"reason": "bad", "at": "2026-11-21T00:00:00Z"}),
     }
