@@ -346,7 +346,8 @@ def adopt(c, store=None, hub=None, json=False, verbose=False):
         if json:
             return render.emit_json(result.to_dict())
         adopted = ", ".join(result.adopted) or "nothing new (already in the index)"
-        render.emit(f"adopted: {adopted} → {result.store} ({result.wheels_in_index} wheel(s); latest.json names {result.latest})")
+        pointer = result.latest or "nothing"
+        render.emit(f"adopted: {adopted} → {result.store} ({result.wheels_in_index} wheel(s); latest.json: {pointer})")
 
 
 @task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -478,6 +478,12 @@ def read_folder(index_data: Any | None, latest_data: Any | None, where: str) -> 
             "as it is; `invoke adopt` imports it into an index there (its files and latest.json stay as they are)"
         )
     return FolderRead(index, has_index, has_latest, tuple(notes))
+
+
+def fallback_notes(configured: str, found: FolderRead) -> list[str]:
+    """What to say when the store is found in the installer's folder: one line, plus what else
+    the folder's read noticed (its "no index, adopt it" line is part of the first)."""
+    return [fallback_note(configured, found), *(n for n in found.notes if "and no sage-tasks index" not in n)]
 
 
 def fallback_note(configured: str, found: FolderRead) -> str:

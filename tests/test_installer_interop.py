@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import urllib.request
 from pathlib import Path
 
@@ -145,7 +146,10 @@ def test_older_field_set_without_cuda_is_accepted_on_the_same_torch_with_one_lin
 def test_installer_rules_as_documented():
     good = support.legacy_latest(PLAIN_CP312, "c" * 64)
     assert installer_rules.accepts(good, "2.2.0") == []
-    assert installer_rules.accepts({**good, "wheel_file": None, "hf_wheel_url": "https://h/x/" + PLAIN_CP312}, "2.2.0") == []
+    assert (
+        installer_rules.accepts({**good, "wheel_file": None, "hf_wheel_url": "https://h/x/" + PLAIN_CP312}, "2.2.0")
+        == []
+    )
     refused = {
         "names no wheel": {"wheel_file": None},
         "target_arch": {"target_arch": "9.0"},
@@ -378,7 +382,9 @@ def test_hub_yank_of_the_installers_wheel_restores_its_own_latest_json(hub, tmp_
     yanked = publish.set_yanked(store, PLAIN_CP312, "segfaults")
     assert yanked.changed and "removed" in yanked.pointer
     files = hub.repo_files(REPO_ID)
-    assert f"{FOLDER}/latest.json" not in files and files[f"{FOLDER}/{PLAIN_CP312}"] == theirs[f"{FOLDER}/{PLAIN_CP312}"]
+    assert (
+        f"{FOLDER}/latest.json" not in files and files[f"{FOLDER}/{PLAIN_CP312}"] == theirs[f"{FOLDER}/{PLAIN_CP312}"]
+    )
     assert select_wheel(store.read_index().wheels, support.want()).chosen is None
     publish.set_yanked(store, PLAIN_CP312, None)
     restored = json.loads(hub.repo_files(REPO_ID)[f"{FOLDER}/latest.json"])
@@ -414,3 +420,44 @@ def test_hub_two_machines_publish_into_one_folder_and_nobody_loses_a_wheel(hub, 
     assert index.pending == (PLAIN_CP312,) and index.latest == PLAIN_CP312
     assert {wheel.name, ours.twin.wheel_file, cp311.name} <= {w.wheel_file for w in index.wheels}
     assert index.get(PLAIN_CP312).wheel_sha256 == sha(later.read_bytes())
+
+
+# ---------------------------------------------------------------- every command says so
+
+
+@pytest.mark.slow
+def test_every_command_points_at_the_installers_store(tasks, tmp_path, no_gpu_path):
+    base = tmp_path / "store"
+    theirs = installer_files(sage_wheel(tmp_path / "installer", "2.2.0"))
+    write_files(base, theirs)
+    env = {**os.environ, "SAGE_STORE": str(base), "SAGE_DIST": str(tmp_path / "dist")}
+    demo = support.demo_wheel(tmp_path / "dist")
+    support.demo_manifest(demo)
+    commands = [
+        ("fetch", "--dry-run"),
+        ("pin", "--check"),
+        ("adopt", "--json"),
+        ("yank", PLAIN_CP312, "--reason", "segfaults"),
+        ("unyank", PLAIN_CP312),
+        ("publish", "--wheel", str(demo), "--allow-unverified"),
+    ]
+    outputs = {}
+    for args in commands:
+        done = tasks(*args, env=env)
+        outputs[args[0]] = done
+        assert "REMOTE_DIR=sageattention220" in done.stderr, (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
+    assert "invoke adopt" in outputs["fetch"].stderr and "invoke adopt" in outputs["pin"].stderr
+    assert outputs["adopt"].returncode == 0 and json.loads(outputs["adopt"].stdout)["adopted"] == [PLAIN_CP312]
+    assert "latest.json removed" in outputs["yank"].stdout
+    assert f"latest.json restored to {PLAIN_CP312}" in outputs["unyank"].stdout
+    assert outputs["publish"].returncode == 0, outputs["publish"].stderr[-2000:]
+    assert "latest.json stays at" in outputs["publish"].stdout
+    # the installer still finds what it found before (latest.json was removed and restored by the
+    # yank and unyank: the same record, rewritten)
+    assert (base / FOLDER / PLAIN_CP312).read_bytes() == theirs[f"{FOLDER}/{PLAIN_CP312}"]
+    restored = json.loads((base / FOLDER / "latest.json").read_text())
+    assert restored == json.loads(theirs[f"{FOLDER}/latest.json"])
+    assert installer_rules.accepts(restored, "2.2.0") == []
+    index = json.loads((base / FOLDER / "index.json").read_text())
+    assert {PLAIN_CP312, demo.name} == {w["wheel_file"] for w in index["wheels"]}

@@ -274,7 +274,8 @@ class HubStore:
         if found is None and self.root != LEGACY_FOLDER:
             other, other_notes = self._folder(LEGACY_FOLDER, revision)
             if other is not None:
-                return other, LEGACY_FOLDER, [manifest.fallback_note(self.root or ".", other), *other_notes]
+                extra = [n for n in other_notes if n not in other.notes]  # unreadable files
+                return other, LEGACY_FOLDER, [*manifest.fallback_notes(self.root or ".", other), *extra]
         return found, self.root, notes
 
     def _use(self, folder: str, notes: list[str]) -> None:

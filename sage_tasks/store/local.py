@@ -88,7 +88,8 @@ class LocalStore:
         if found is None and self.root != installer:
             other, other_notes = self._folder(installer)
             if other is not None:
-                return installer, other, [manifest.fallback_note(str(self.root), other), *other_notes]
+                extra = [n for n in other_notes if n not in other.notes]  # unreadable files
+                return installer, other, [*manifest.fallback_notes(str(self.root), other), *extra]
         return self.root, found, notes
 
     def _use(self, root: Path, notes: list[str]) -> None:
@@ -158,7 +159,8 @@ class LocalStore:
             self._clean_leftovers(root)
             found, notes = self._folder(root)
             if root != self.root:
-                notes = [manifest.fallback_note(str(self.root), found), *notes] if found else notes
+                extra = [n for n in notes if not found or n not in found.notes]
+                notes = [*manifest.fallback_notes(str(self.root), found), *extra] if found else notes
             self._use(root, notes)
             old_index = found.index if found else Index()
             new_index = update(old_index)
