@@ -91,23 +91,24 @@ def _split(value: str | None) -> list[str]:
 
 
 def uv_index_args(torch_index: str | None, pip_settings: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
-    """uv flags for the indexes: the torch index first (uv takes a package from the first index
-    that has it), then the user's extra indexes, the user's default index last."""
+    """uv flags for the same indexes pip gets: pip's command names the torch index as
+    ``--index-url`` (it replaces the user's, and PyPI), the user's extra indexes still apply.
+    uv takes a package from the first index that has it, so the torch index also goes first."""
     args: list[str] = []
-    user_default = pip_settings.get("index-url")
     user_extras = _split(pip_settings.get("extra-index-url"))
-    uv_default = env.get("UV_DEFAULT_INDEX") or env.get("UV_INDEX_URL")
     uv_extras = _split(env.get("UV_EXTRA_INDEX_URL")) + _split(env.get("UV_INDEX"))
+    extras = [url for url in dict.fromkeys([*user_extras, *uv_extras]) if url != torch_index]
     if torch_index:
-        if not (user_default or user_extras or uv_default or uv_extras):
-            args += ["--index-url", torch_index]  # as pip: the torch index alone
-        else:
+        if extras:
             args += ["--extra-index-url", torch_index]
-    for url in [*user_extras, *uv_extras]:
-        if url != torch_index:
+        for url in extras:
             args += ["--extra-index-url", url]
-    if user_default and not uv_default:
-        args += ["--index-url", user_default]
+        args += ["--index-url", torch_index]
+    else:
+        for url in extras:
+            args += ["--extra-index-url", url]
+        if pip_settings.get("index-url") and not (env.get("UV_DEFAULT_INDEX") or env.get("UV_INDEX_URL")):
+            args += ["--index-url", pip_settings["index-url"]]
     for link in _split(pip_settings.get("find-links")):
         args += ["--find-links", link]
     if pip_settings.get("no-index", "").lower() in ("1", "true", "yes", "on"):

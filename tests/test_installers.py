@@ -49,14 +49,14 @@ def test_uv_is_chosen_when_pip_config_translates_and_pip_when_it_does_not():
 def test_the_torch_index_comes_before_every_index_the_user_configured():
     args = installers.uv_index_args(TORCH, installers.parse_pip_config_list(CAPTURED), {})
     urls = [args[i + 1] for i, a in enumerate(args) if a in ("--index-url", "--extra-index-url")]
-    assert urls == [TORCH, "file:///opt/pypi/simple", "file:///opt/pypi-more/simple"]
+    assert urls == [TORCH, "file:///opt/pypi/simple", "file:///opt/pypi-more/simple", TORCH]  # PyPI never
     assert args[args.index("--find-links") : args.index("--find-links") + 2] == ["--find-links", "/opt/wheels"]
     assert args[-2:] == ["--constraint", "/etc/xdg/pip/constraints.txt"]
     # no user configuration: the torch index alone, as pip is given it
     assert installers.uv_index_args(TORCH, {}, {}) == ["--index-url", TORCH]
-    # uv's own variables: the torch index still first, the user's default index untouched
+    # uv's own variables: the torch index still first and the default (as pip's --index-url)
     with_uv = installers.uv_index_args(TORCH, {}, {"UV_INDEX_URL": "file:///m", "UV_EXTRA_INDEX_URL": "file:///x"})
-    assert with_uv == ["--extra-index-url", TORCH, "--extra-index-url", "file:///x"]
+    assert with_uv == ["--extra-index-url", TORCH, "--extra-index-url", "file:///x", "--index-url", TORCH]
 
 
 def test_pip_settings_uv_reads_elsewhere_become_variables():
