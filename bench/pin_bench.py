@@ -11,8 +11,8 @@ kill:    ``invoke pin`` killed (SIGKILL to its process group) after --kill-after
 
 The stack comes from local indexes only (no network): by default the real torch 2.14.1 +
 torchvision 0.29.1 + triton 3.8.0 (CUDA wheels, ~5 GB with their nvidia dependencies) from
-file:///opt/pypi-more/simple and pip's configured indexes, plus a stand-in torchaudio (no local
-index has one) in a wheel folder. ``--standin`` uses tests/support.py's tiny stack instead.
+file:///opt/pypi-more/simple and pip's configured indexes, plus stand-in torchaudio and
+cuda-bindings wheels (no local index has them) in a wheel folder. ``--standin`` uses tests/support.py's tiny stack instead.
 
     python bench/pin_bench.py compare --runs 3 [--out FILE]
     python bench/pin_bench.py kill --kill-after 8
@@ -69,6 +69,8 @@ def stack_setup(work: Path, standin: bool) -> tuple[dict[str, str], dict[str, st
         support.make_wheel(
             folder, "torchaudio", REAL["torchaudio"], {"torchaudio/__init__.py": "__version__ = '2.14.1'\n"}
         )
+        # torch 2.14.1 needs cuda-bindings, which no local index has: a stand-in, so nothing is downloaded
+        support.make_wheel(folder, "cuda-bindings", "13.5.0", {"cuda_bindings_standin.py": ""})
         index = "file:///opt/pypi-more/simple"
         links = " ".join([str(folder), *[p for p in ("/opt/wheels",) if Path(p).is_dir()]])
         env = dict(os.environ) | {"TORCH_INDEX_URL": index, "PIP_FIND_LINKS": links}
