@@ -29,7 +29,7 @@ TRANSLATED = {"index-url", "extra-index-url", "find-links", "no-index", "constra
 IGNORED = {
     "disable-pip-version-check", "no-input", "progress-bar", "quiet", "verbose", "cache-dir", "no-cache-dir",
     "root-user-action", "no-warn-script-location", "retries", "require-virtualenv", "break-system-packages",
-    "no-color", "log", "exists-action", "upgrade-strategy",
+    "no-color", "log", "exists-action", "upgrade-strategy", "config-file",
 }  # fmt: skip
 
 

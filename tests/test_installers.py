@@ -35,7 +35,7 @@ def test_pip_config_list_is_read_with_the_environment_winning():
 
 
 def test_uv_is_chosen_when_pip_config_translates_and_pip_when_it_does_not():
-    translatable = installers.parse_pip_config_list(CAPTURED)
+    translatable = installers.parse_pip_config_list(CAPTURED + ":env:.config-file='/dev/null'\n")
     assert installers.choose(None, "/bin/uv", translatable).tool == "uv"
     trusted = {**translatable, "trusted-host": "mirror.local"}
     fallback = installers.choose(None, "/bin/uv", trusted)
