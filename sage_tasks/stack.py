@@ -10,6 +10,7 @@ re-reads and verifies.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -99,7 +100,9 @@ def load_lock(name_or_path: str, manifests_dir: Path) -> Stack:
     tomlfile.check_keys(packages, PACKAGES, f"[packages] of {path}")
     missing = [p for p in PACKAGES if p not in packages]
     if missing:
-        raise ConfigError(f"stack lock {path} does not pin {', '.join(missing)}")
+        raise ConfigError(f"stack lock {path} does not pin {', '.join(missing)}", f"add them to [packages] of {path}")
+    tomlfile.check_types(data, {"name": str, "description": str, "target_arch": str, "torch_index_url": str}, str(path))
+    tomlfile.check_types(packages, dict.fromkeys(PACKAGES, str), f"[packages] of {path}")
     target = data.get("target_arch")
     name = data.get("name", path.stem)
     return Stack(
@@ -378,7 +381,7 @@ def apply(
         )
     choice = installers.resolve(installer, target.python, env)
     cache = cache_dir or Path(tempfile.gettempdir()) / "sage-tasks"
-    folder = cache / "pin-downloads"
+    folder = cache / "pin-downloads" / hashlib.sha256(target.python.encode()).hexdigest()[:12]  # one per target
     argvs = commands(choice, target.python, differences, stack, env, folder, reinstall=was_interrupted,
                      quiet=not progress)  # fmt: skip
     if dry_run:
