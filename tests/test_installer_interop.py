@@ -461,3 +461,30 @@ def test_every_command_points_at_the_installers_store(tasks, tmp_path, no_gpu_pa
     assert installer_rules.accepts(restored, "2.2.0") == []
     index = json.loads((base / FOLDER / "index.json").read_text())
     assert {PLAIN_CP312, demo.name} == {w["wheel_file"] for w in index["wheels"]}
+
+
+def test_twins_of_different_variants_never_collide_and_supersede_within_their_variant():
+    cu128 = twin_entry()
+    cu130 = twin_entry(
+        wheel_file="sageattention-2.2.0-0cu130torch290sm120-cp312-cp312-linux_x86_64.whl", wheel_sha256="d" * 64
+    )
+    index, outcome, _ = publish.merge(Index(wheels=(cu128,)), cu130, replace=False)
+    assert outcome == "published" and len(index.wheels) == len((cu128, cu130))
+    rebuilt = twin_entry(wheel_sha256="e" * 64)
+    index, outcome, stored = publish.merge(index, rebuilt, replace=True)
+    assert outcome == "superseded"
+    assert stored.wheel_file == "sageattention-2.2.0-1cu128torch280sm120-cp312-cp312-linux_x86_64.whl"
+    assert index.get(cu128.wheel_file).yanked and index.get(cu130.wheel_file).yanked is None
+    assert installer_rules.install_reasons(stored.wheel_file, stored.version) == []
+
+
+def test_yanking_a_labelled_wheel_takes_its_twin_and_the_pointer_along():
+    labelled = support.entry(wheel_file="sageattention-2.2.0+cu128torch2.8.0.sm120-cp312-cp312-linux_x86_64.whl")
+    twin = twin_entry(twin_of=labelled.wheel_file)
+    index = Index(wheels=(labelled, twin), latest=twin.wheel_file)
+    yanked, _, line = publish.yank_change(index, labelled.wheel_file, "same binaries, same bug", "t")
+    assert yanked.get(twin.wheel_file).yanked["reason"] == "same binaries, same bug"
+    assert yanked.latest is None and "removed" in line
+    assert select_wheel(yanked.wheels, support.want()).chosen is None
+    back, _, _ = publish.yank_change(yanked, labelled.wheel_file, None, "t")
+    assert back.latest == twin.wheel_file and not any(w.yanked for w in back.wheels)
