@@ -17,10 +17,11 @@ import re
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import archs, runner
+from . import archs, atomic, runner
 from .errors import ConfigError, IntegrityError
 
 FATBIN_MAGIC = 0xBA55ED50
@@ -116,7 +117,7 @@ def list_wheel(path: Path, prefer_cuobjdump: bool = False) -> Listing:
     tool = runner.which("cuobjdump") if prefer_cuobjdump else None
     found: Listing = {}
     try:
-        with zipfile.ZipFile(path) as zf:
+        with atomic.open_regular(path) as handle, zipfile.ZipFile(handle) as zf:
             for name in sorted(n for n in zf.namelist() if _SO.search(n)):
                 data = zf.read(name)
                 try:
@@ -124,8 +125,11 @@ def list_wheel(path: Path, prefer_cuobjdump: bool = False) -> Listing:
                 except (ValueError, struct.error, IndexError) as e:
                     raise IntegrityError(f"{name} in {path.name} is not a readable ELF file: {e}") from e
                 found[name] = {"sass": sorted(sass), "ptx": sorted(ptx)}
-    except zipfile.BadZipFile as e:
-        raise IntegrityError(f"{path.name} is not a readable wheel: {e}") from e
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, UnicodeDecodeError) as e:
+        # bad compressed data, a cut file, an unknown compression, a name that is not UTF-8
+        raise IntegrityError(
+            f"{path.name} is not a readable wheel: {type(e).__name__}: {e}"[:300], "rebuild or re-download the wheel"
+        ) from e
     except OSError as e:
         raise ConfigError(f"cannot read wheel {path}: {e.strerror}", "pass the path of a .whl file") from e
     return found

@@ -27,11 +27,13 @@ class SageTasksError(Exception):
 
     code: ExitCode = ExitCode.CONFIG
     kind = "error"
+    # what to do next when the raiser knows nothing more specific: every error line has a hint
+    default_hint = "run the task again with --verbose for details"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
 
     def one_line(self) -> str:
         text = f"{self.kind}: {self.message}"
@@ -43,26 +45,31 @@ class SageTasksError(Exception):
 class ConfigError(SageTasksError):
     code = ExitCode.CONFIG
     kind = "config error"
+    default_hint = "check the flag, variable or file named above (`invoke --help TASK` lists the flags)"
 
 
 class NoMatchError(SageTasksError):
     code = ExitCode.NO_MATCH
     kind = "no compatible wheel"
+    default_hint = "run `invoke fetch --dry-run` to see why each stored wheel was rejected, or `invoke build`"
 
 
 class BuildError(SageTasksError):
     code = ExitCode.BUILD
     kind = "build failed"
+    default_hint = "read the build log (SAGE_TASKS_CACHE/logs) and fix what it names, then build again"
 
 
 class KernelTestError(SageTasksError):
     code = ExitCode.KERNEL
     kind = "kernel test failed"
+    default_hint = "do not use this wheel; read the kernel report and rebuild or yank it"
 
 
 class StoreError(SageTasksError):
     code = ExitCode.STORE
     kind = "store error"
+    default_hint = "check the store named above (SAGE_STORE or HF_REPO_ID) and try again"
 
 
 class ConflictError(StoreError):
@@ -74,21 +81,37 @@ class ConflictError(StoreError):
 class IntegrityError(SageTasksError):
     code = ExitCode.INTEGRITY
     kind = "integrity error"
+    default_hint = "do not use the file named above; rebuild or re-publish it from a trusted build"
 
 
 class MachineError(SageTasksError):
     code = ExitCode.MACHINE
     kind = "machine unsuitable"
+    default_hint = "run the step on a machine that has what is named above, or pass --arch"
 
 
 class UnverifiedError(SageTasksError):
     code = ExitCode.UNVERIFIED
     kind = "unverified"
+    default_hint = "run `invoke test-kernel` on a machine with the GPU"
 
 
 class EnvironmentProblem(SageTasksError):
     code = ExitCode.ENVIRONMENT
     kind = "environment error"
+    default_hint = "check the interpreter named by --python (or PYTHON_BIN) and its packages"
+
+
+class EnvironmentBusy(EnvironmentProblem):
+    """Another sage-tasks process held the environment's lock for longer than we would wait."""
+
+    kind = "environment busy"
+
+
+class Interrupted(EnvironmentProblem):
+    """SIGINT or SIGTERM arrived while an install was open: it was rolled back."""
+
+    kind = "interrupted"
 
 
 class CommandFailed(SageTasksError):
@@ -97,7 +120,9 @@ class CommandFailed(SageTasksError):
     code = ExitCode.ENVIRONMENT
     kind = "command failed"
 
-    def __init__(self, args: list[str], returncode: int, tail: str, hint: str | None = None):
+    default_hint = "read the command's output above"
+
+    def __init__(self, args: list[str], returncode: int, tail: str = "", hint: str | None = None):
         shown = " ".join(args)
         super().__init__(f"`{shown}` exited with {returncode}", hint)
         self.args_list = args

@@ -509,6 +509,10 @@ def write_atomic(path: Path, content: str | bytes) -> None:
 def built(dist_dir: Path, package: str | None = None, *, strict: bool = True) -> list[tuple[Path, WheelManifest]]:
     """(manifest path, entry) for the built wheels in ``dist_dir`` whose wheel file is there,
     oldest first. ``strict``: a malformed manifest is an error; otherwise it is skipped."""
+    if dist_dir.exists() and not dist_dir.is_dir():
+        raise ConfigError(
+            f"the dist folder {dist_dir} is not a directory", "pass --dist with a folder (or unset SAGE_DIST)"
+        )
     found = []
     for path in sorted(dist_dir.glob("*.whl.json")):
         try:
@@ -528,7 +532,9 @@ def write_manifest_file(path: Path, entry: WheelManifest) -> None:
 
 def read_manifest_file(path: Path) -> WheelManifest:
     try:
-        raw = path.read_bytes()
+        raw = atomic.read_bytes(path)
     except OSError as e:
-        raise IntegrityError(f"cannot read manifest {path}: {e.strerror}") from e
+        raise IntegrityError(
+            f"cannot read manifest {path}: {e.strerror}", "a built wheel's manifest sits beside it as WHEEL.json"
+        ) from e
     return from_dict(parse_json(raw, str(path), IntegrityError), str(path))

@@ -121,6 +121,13 @@ def _resolve(name_or_path: str, manifests_dir: Path) -> Path:
     return path
 
 
+# the kind of each [build] value (lists and tables: of what)
+_BUILD_TYPES: dict[str, Any] = {
+    "cuda": bool, "needs_torch": bool, "supported_archs": (list, str), "min_nvcc": (dict, str),
+    "requires": (list, str), "extensions": int, "memory_per_job_gib": (int, float), "env": (dict, str),
+}  # fmt: skip
+
+
 def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     where = str(path)
     tomlfile.check_keys(data, _TOP, where)
@@ -130,6 +137,12 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
     tomlfile.check_keys(source, _SOURCE, f"[source] of {where}")
     tomlfile.check_keys(build, _BUILD, f"[build] of {where}")
     tomlfile.check_keys(check, _CHECK, f"[check] of {where}")
+    for table, spot in ((source, "[source]"), (build, "[build]"), (check, "[check]")):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{spot} of {where} must be a table", f"write {spot} as a TOML table")
+    tomlfile.check_types(source, {"repo": str, "ref": str, "commit": str}, f"[source] of {where}")
+    tomlfile.check_types(build, _BUILD_TYPES, f"[build] of {where}")
+    tomlfile.check_types(check, {"builtin": str, "module": str}, f"[check] of {where}")
     commit = source.get("commit")
     if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise ConfigError(f"[source] commit in {where} must be a full 40-hex git commit")

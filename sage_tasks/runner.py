@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import redaction
-from .errors import CommandFailed, SageTasksError
+from .errors import CommandFailed, EnvironmentProblem, SageTasksError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,21 @@ def _fail(
     return exc
 
 
+def _start_error(error: type[SageTasksError]) -> type[SageTasksError]:
+    """The error kind for a command that never ran (``CommandFailed`` needs a return code)."""
+    return EnvironmentProblem if error is CommandFailed else error
+
+
+def _cannot_start(error: type[SageTasksError], argv: list[str], exc: OSError, hint: str | None) -> SageTasksError:
+    if isinstance(exc, FileNotFoundError):
+        return _start_error(error)(f"`{argv[0]}` was not found", hint or f"install {argv[0]} or put it on PATH")
+    kind = "a directory" if os.path.isdir(argv[0]) else exc.strerror or type(exc).__name__
+    return _start_error(error)(
+        f"`{argv[0]}` cannot be executed ({kind})",
+        hint or "name a runnable program (for --python: the venv's bin/python)",
+    )
+
+
 def run(
     args: Sequence[str | os.PathLike[str]],
     *,
@@ -117,12 +132,10 @@ def run(
             errors="replace",
             check=False,
         )
-    except FileNotFoundError as e:
-        raise error(f"`{argv[0]}` was not found", hint or f"install {argv[0]} or put it on PATH") from e
-    except PermissionError as e:
-        raise error(f"`{argv[0]}` cannot be executed: {e.strerror}", hint) from e
+    except OSError as e:  # missing, a directory, not executable, not a program
+        raise _cannot_start(error, argv, e, hint) from e
     except subprocess.TimeoutExpired as e:
-        raise error(f"`{quote(argv)}` did not finish within {timeout:.0f} s", hint) from e
+        raise _start_error(error)(f"`{quote(argv)}` did not finish within {timeout:.0f} s", hint) from e
     done = Completed(tuple(argv), proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start)
     if check and proc.returncode != 0:
         tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-TAIL_LINES:])
@@ -159,8 +172,8 @@ def stream(
             errors="replace",
             bufsize=1,
         )
-    except FileNotFoundError as e:
-        raise error(f"`{argv[0]}` was not found", hint or f"install {argv[0]} or put it on PATH") from e
+    except OSError as e:
+        raise _cannot_start(error, argv, e, hint) from e
 
     stop = threading.Event()
 

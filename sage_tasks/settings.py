@@ -25,6 +25,7 @@ FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", 
 INSTALLERS = ("uv", "pip")
 _DEFAULT_KEYS = {"recipe", "recipe_fallbacks", "stack", "remote_dir"}
 TRUE = {"1", "true", "yes", "on"}
+MAX_PARALLEL = 4096
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,11 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
     text = env.get(name, "").strip()
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"{name}={text!r} is not a positive whole number", f"unset {name} or set it to e.g. 4")
+    # str.isdigit accepts '²' and '٣': only ASCII digits, and a bound no machine reaches
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PARALLEL:
+        raise ConfigError(
+            f"{name}={text!r} is not a whole number from 1 to {MAX_PARALLEL}", f"unset {name} or set it to e.g. 4"
+        )
     return int(text)
 
 

@@ -8,15 +8,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import atomic
 from .errors import ConfigError
 
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
+        with atomic.open_regular(path) as handle:
             return tomllib.load(handle)
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
+        raise ConfigError(f"cannot read {path}: {e.strerror}", "pass an existing TOML file") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text: {e.reason}", "fix the file or restore it with git") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path} is not valid TOML: {e}", "fix the file or restore it with git") from e
 
@@ -40,3 +43,31 @@ def require(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
         raise ConfigError(f"'{key}' in {where} must be a {kind.__name__}, not {type(value).__name__}")
     return value
+
+
+def check_types(table: Mapping[str, Any], kinds: Mapping[str, type | tuple[type, ...]], where: str) -> None:
+    """Every present key has a value of its kind (``list[str]`` as ``(list, str)``)."""
+    for key, kind in kinds.items():
+        if key not in table:
+            continue
+        value = table[key]
+        outer, inner = kind if isinstance(kind, tuple) and kind[0] in (list, dict) else (kind, None)
+        number = outer in (int, float, (int, float))
+        if (
+            not isinstance(value, outer)
+            or (number and isinstance(value, bool))
+            or (outer is list and inner and not all(isinstance(v, inner) for v in value))
+            or (outer is dict and inner and not all(isinstance(v, inner) for v in value.values()))
+        ):
+            wanted = (
+                f"a list of {inner.__name__}"
+                if outer is list and inner
+                else (
+                    f"a table of {inner.__name__}"
+                    if outer is dict and inner
+                    else f"a {getattr(outer, '__name__', 'number')}"
+                )
+            )
+            raise ConfigError(f"'{key}' in {where} must be {wanted}, not {value!r}"[:300], f"fix '{key}' in {where}")
+        if number and value <= 0:
+            raise ConfigError(f"'{key}' in {where} must be positive, not {value!r}", f"fix '{key}' in {where}")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from .atomic import open_regular
 from .errors import IntegrityError
 from .manifest import check_wheel_name
 
@@ -29,7 +31,7 @@ CHUNK = 1 << 20
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         while block := handle.read(CHUNK):
             digest.update(block)
     return digest.hexdigest()
@@ -69,11 +71,11 @@ def inspect(path: Path) -> WheelInfo:
     check_wheel_name(path.name)
     name, version, _, tags = parse_wheel_filename(path.name)
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as zf:
             dist_info = _dist_info(zf)
             meta = HeaderParser().parsestr(zf.read(f"{dist_info}/METADATA").decode("utf-8"))
             extensions = tuple(sorted(n for n in zf.namelist() if re.search(r"\.so(\.[0-9.]+)?$|\.pyd$", n)))
-    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError) as e:
+    except (zipfile.BadZipFile, KeyError, OSError, UnicodeDecodeError, zlib.error, EOFError, RuntimeError) as e:
         raise IntegrityError(f"{path.name} is not a readable wheel: {e}", "delete it and fetch or build again") from e
     try:
         inside = Version(meta["Version"] or "")
@@ -180,7 +182,7 @@ def plain_twin(src: Path, dest_dir: Path, build_tag: str) -> Path:
 def extension_bytes(path: Path) -> dict[str, bytes]:
     """The compiled extensions of a wheel, by path inside it, with their bytes."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with open_regular(path) as handle, zipfile.ZipFile(handle) as zf:
             return {n: zf.read(n) for n in zf.namelist() if re.search(r"\.so(\.[0-9.]+)?$|\.pyd$", n)}
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, zlib.error, EOFError, RuntimeError) as e:
         raise IntegrityError(f"{path.name} is not a readable wheel: {e}") from e

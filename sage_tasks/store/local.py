@@ -48,7 +48,7 @@ class LocalStore:
     def _read(self, relative: str | Path) -> bytes | None:
         path = self.root / relative
         try:
-            return path.read_bytes()
+            return atomic.read_bytes(path)
         except FileNotFoundError:
             return None
         except IsADirectoryError as e:
@@ -67,7 +67,10 @@ class LocalStore:
         if raw is None:
             return None
         try:
-            return manifest.parse_json(raw, str(path))
+            value = manifest.parse_json(raw, str(path))
+            if value is None:  # `null` is a damaged file, never "no store here"
+                raise StoreError(f"{path} holds JSON null, not a record", f"restore it or republish into {self.base}")
+            return value
         except StoreError as e:
             if path.name == manifest.INDEX_FILE:
                 raise
@@ -107,7 +110,8 @@ class LocalStore:
         self._use(root, notes)
         return found.index if found else Index()
 
-    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+    def download(self, entry: WheelManifest, dest_dir: Path, *, fresh: bool = False) -> Path:
+        # every call copies from the store: a copy is always fresh
         src = self.active / manifest.check_relative_path(entry.wheel_path)
         dest = dest_dir / manifest.check_wheel_name(entry.wheel_file)
         if not src.is_file():
@@ -208,7 +212,8 @@ class DistStore:
     def read_index(self) -> Index:
         return Index(wheels=tuple(e.replace(wheel_path=e.wheel_file) for _, e in manifest.built(self.folder)))
 
-    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+    def download(self, entry: WheelManifest, dest_dir: Path, *, fresh: bool = False) -> Path:
+        # the built file itself: there is no other copy to fetch
         path = self.folder / manifest.check_wheel_name(entry.wheel_file)
         if not path.is_file():
             raise StoreError(f"{path} is missing (its manifest is there)", "run `invoke build` again")
