@@ -114,13 +114,15 @@ def test_a_failed_download_leaves_the_previous_stack(tasks, venv, torch_index, t
         check=True,
         env=support.offline_pip_env(os.environ),
     )
-    broken = tmp_path / "broken"
+    broken = tmp_path / "broken" / "whl" / "cu128"  # still a cu128 index: torch itself is replaced
+    broken.parent.mkdir(parents=True)
     index_root = Path(torch_index.removeprefix("file://"))
     subprocess.run(["cp", "-r", str(index_root), str(broken)], check=True)
     for wheel in (broken / "torchvision").glob("*.whl"):
         wheel.unlink()
     result = _pin(tasks, venv, _env(broken.as_uri()), "--installer", installer)
     assert result.returncode == 10, result.stderr
+    assert "torch==2.8.0+cu128" in result.stderr  # torch was among the packages to install
     assert support.installed_version(venv, "torch") == "2.8.0+cpu"
     assert support.installed_version(venv, "triton") is None
 
