@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,31 @@ def test_keep_stack_never_replaces_an_installed_torch(tasks, venv, torch_index):
     replaced = _pin(tasks, venv, _env(torch_index))
     assert "pin replaces torch 2.8.0+cpu with 2.8.0+cu128" in replaced.stderr
     assert support.installed_version(venv, "torch") == "2.8.0+cu128"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_installer_output_shows_on_a_terminal_and_not_in_ci_or_json(venv, torch_index, tmp_path):
+    def on_a_terminal(*args: str, **extra: str) -> str:
+        command = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(venv)]
+        done = subprocess.run(
+            ["script", "-qec", shlex.join([*command, *args]), os.devnull],
+            env=_env(torch_index, **extra),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        return done.stdout
+
+    quiet = on_a_terminal("--installer", "pip", CI="true")
+    assert "Saved" not in quiet and "Successfully installed" not in quiet
+    site = next((venv.parent.parent / "lib").glob("python3.*/site-packages"))
+    for name in ("torch", "torchvision", "torchaudio", "triton"):
+        for path in site.glob(f"{name}*"):
+            shutil.rmtree(path)
+    shown = on_a_terminal("--installer", "pip")
+    assert "Successfully installed" in shown and "installed in" in shown
+    for path in site.glob("torch*"):
+        shutil.rmtree(path)
+    as_json = on_a_terminal("--installer", "pip", "--json")
+    assert "Successfully installed" not in as_json and json.loads(as_json[as_json.index("{") :])["changed"]
