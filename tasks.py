@@ -57,6 +57,14 @@ def _progress(json: bool) -> bool:
     return not json and sys.stderr.isatty()
 
 
+def _seed(text: object) -> int | None:
+    if text in (None, ""):
+        return None
+    if not str(text).isdigit():
+        raise Exit(f"error: --seed {text!r} is not a whole number (use the seed a kernel report printed)", code=2)
+    return int(str(text))
+
+
 def _settings(**flags: object) -> settings_mod.Settings:
     return settings_mod.resolve({k: v for k, v in flags.items() if v not in (None, False)}, os.environ)
 
@@ -147,7 +155,9 @@ def fetch(
     json=False,
     verbose=False,
 ):
-    """Install the stored wheel that fits this machine (hash-checked before pip sees it).
+    """Install the stored wheel that fits this machine, as a transaction: hash and wheel checks,
+    install, read-back (it must import), quick kernel check, then commit; any failure restores
+    what was installed before.
 
     Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
     manifest of that file) installs a given wheel instead.
@@ -160,11 +170,16 @@ def fetch(
         s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch)
         found = pipeline.machine(s)
         store_ = DistStore(Path(from_dist)) if from_dist else open_store(s.store, s.env)
-        result = pipeline.fetch_wheel(s, found, store_, store_.read_index(), dry_run=dry_run)
+        if dry_run:
+            result, checked = pipeline.fetch_wheel(s, found, store_, store_.read_index(), dry_run=True), None
+        else:
+            result, checked = pipeline.fetch_checked(s, found, store_, store_.read_index())
         if json:
-            return render.emit_json(result.to_dict())
+            return render.emit_json({**result.to_dict(), "test_kernel": checked.to_dict() if checked else None})
         verb = "would install" if dry_run else "installed"
         render.emit(f"{verb} {result.entry.wheel_file if result.entry else result.wheel} from {result.origin}")
+        if checked is not None:
+            render.emit(f"quick check: {checked.status} ({checked.verification.summary or ''})")
 
 
 @task(help=_help(
@@ -207,9 +222,19 @@ def build(
     manifest="wheel manifest to record the result in (default: the installed version's in ./dist)",
     dist="folder holding built wheels and manifests (default: ./dist)",
     report="also write the check's JSON report here",
+    seed="the check's inputs from this seed (a failure prints its seed and the command that re-runs that case)",
 ))  # fmt: skip
 def test_kernel(
-    c, python=None, recipe=None, quick=False, manifest=None, dist=None, report=None, json=False, verbose=False
+    c,
+    python=None,
+    recipe=None,
+    quick=False,
+    manifest=None,
+    dist=None,
+    report=None,
+    seed=None,
+    json=False,
+    verbose=False,
 ):
     """Prove on the GPU that the installed kernels compute the right numbers, and time them.
 
@@ -221,13 +246,15 @@ def test_kernel(
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, dist=dist)
         found = pipeline.machine(s)
-        result = verify.run_check(
-            s,
-            found,
-            quick=quick,
-            manifest_path=Path(manifest) if manifest else None,
-            report_path=Path(report) if report else None,
-        )
+        with pipeline.changing(s, found, "test-kernel") as (_, found):  # an interrupted install is finished first
+            result = verify.run_check(
+                s,
+                found,
+                quick=quick,
+                manifest_path=Path(manifest) if manifest else None,
+                report_path=Path(report) if report else None,
+                seed=_seed(seed),
+            )
         if json:
             render.emit_json(result.to_dict())
         else:
@@ -384,6 +411,7 @@ def source(c, dest, recipe=None, verbose=False):
     dry_run="show what would happen (probe and selection run; nothing is installed or built)",
     allow_unverified="on a machine without a GPU, publish the built wheel as unverified",
     report="also write the run report (JSON) to this file",
+    allow_known_bad="build a recipe known to fail the kernel gate on this GPU's arch anyway (the gate still runs)",
 ))  # fmt: skip
 def auto(
     c,
@@ -400,10 +428,15 @@ def auto(
     report=None,
     installer=None,
     keep_stack=False,
+    allow_known_bad=False,
     json=False,
     verbose=False,
 ):
-    """probe → pin → fetch; on a miss: build → install → test-kernel → publish. One summary table."""
+    """probe → pin → fetch; on a miss: build → install → test-kernel → publish. One summary table.
+
+    Without --recipe, the default recipe not known to fail on this machine's GPU archs is used
+    (on 9.0: sageattention-2.2.0-d1a57a5; on 12.0: the v2.2.0 release); the table says which and why.
+    """
     from sage_tasks import pipeline
     from sage_tasks.manifest import dumps, write_atomic
 
@@ -412,7 +445,7 @@ def auto(
             python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack,
             installer=installer, keep_stack=keep_stack, progress=_progress(json),
         )  # fmt: skip
-        run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified)
+        run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified, allow_known_bad=allow_known_bad)
         if report:
             write_atomic(Path(report), dumps(run.to_dict()))
         render.emit_json(run.to_dict()) if json else render.emit(render.run_summary(run))

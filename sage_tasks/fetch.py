@@ -2,22 +2,25 @@
 
 Order of trust: the file's size and sha256 must equal the manifest's before anything installs
 it; the wheel's own metadata (name, version, tags) and binaries (SASS archs) must agree with
-the manifest; it is installed without dependencies, all or nothing (``install``; pip for
-wheels with console scripts); the installed version is read back. ``WHEEL_URL`` (only when set) bypasses selection but not the hash check.
+the manifest; a cached copy that does not match is downloaded once more before the store is
+called damaged. It is installed without dependencies as a transaction (``install.Change``)
+that stays open until the package imports, reports its version and passes the caller's
+numerical check. ``WHEEL_URL`` (only when set) bypasses selection, not the checks.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import binaries, download, manifest, probe, runner, wheelfile
+from packaging.utils import canonicalize_name
+
+from . import binaries, download, manifest, wheelfile
 from . import install as installer
 from . import log as logsetup
-from .errors import EnvironmentProblem, IntegrityError, NoMatchError
+from .errors import IntegrityError, NoMatchError
 from .manifest import Index, WheelManifest
 from .probe import Machine, TargetEnv
 from .selection import Selection, Want, select_wheel
@@ -79,29 +82,35 @@ def report_selection(selection: Selection, origin: str) -> None:
         log.info("  note: %s", note)
     if selection.chosen:
         log.info("  chose %s (%s)", selection.chosen.wheel_file, selection.chosen.verification.status)
+    if selection.unproven:
+        log.warning("%s", selection.unproven)
+
+
+def mismatch(path: Path, sha256: str | None, size: int | None) -> str | None:
+    """What is wrong with ``path`` against its expected size and sha256 (None when it matches)."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return f"{path.name} is {actual_size} bytes, its manifest says {size}"
+    if sha256 is None:
+        return None
+    actual = wheelfile.sha256_file(path)
+    if actual != sha256:
+        return f"sha256 of {path.name} is {actual[:16]}…, its manifest says {sha256[:16]}…"
+    return None
 
 
 def verify_file(path: Path, sha256: str | None, size: int | None, *, discard: bool = True) -> None:
     """Size and hash first: a mismatching file never reaches the installer; a downloaded copy
     (``discard``) is deleted, a file of the user's (a build in dist/) is left where it is."""
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        if discard:
-            path.unlink(missing_ok=True)
-        raise IntegrityError(
-            f"{path.name} is {actual_size} bytes, its manifest says {size}: nothing was installed",
-            "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
-        )
-    if sha256 is None:
+    problem = mismatch(path, sha256, size)
+    if problem is None:
         return
-    actual = wheelfile.sha256_file(path)
-    if actual != sha256:
-        if discard:
-            path.unlink(missing_ok=True)
-        raise IntegrityError(
-            f"sha256 of {path.name} is {actual[:16]}…, its manifest says {sha256[:16]}…: nothing was installed",
-            "the stored file is damaged or was replaced: yank it (`invoke yank`) and republish",
-        )
+    if discard:
+        path.unlink(missing_ok=True)
+    raise IntegrityError(
+        f"{problem}: nothing was installed",
+        "the file was altered after its manifest was written: rebuild it, or download it again",
+    )
 
 
 def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
@@ -127,35 +136,11 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
         raise IntegrityError(f"{so} in {path.name} has no machine code for compute capability {', '.join(lacking)}")
 
 
-def install(target: TargetEnv, wheel: Path, env: Mapping[str, str], expected_version: str, package: str) -> TargetEnv:
-    """Install --no-deps into the target (all or nothing), then read the target back: the
-    installed version must be the wheel's. Returns the target as it is now."""
-    try:
-        installer.install_wheel(wheel, target, package)
-    except installer.Unsupported as why:
-        log.info("%s needs pip (%s)", wheel.name, why)
-        runner.run(
-            [
-                target.python,
-                "-m",
-                "pip",
-                "install",
-                "--no-deps",
-                "--no-index",
-                "--force-reinstall",
-                "--disable-pip-version-check",
-                str(wheel),
-            ],
-            env=env,
-            error=EnvironmentProblem,
-            hint=f"pip could not install {wheel.name} into {target.python}; the previous installation (if any) was kept",
-        )
-    after = probe.read_target(target.python, extra=[package], env=env)
-    if after.version_of(package) != expected_version:
-        raise EnvironmentProblem(
-            f"after installing {wheel.name}, {target.python} reports {package} {after.version_of(package)}"
-        )
-    return after
+def install(change: installer.Change, wheel: Path, expected_version: str, package: str) -> TargetEnv:
+    """Install --no-deps into the target as a transaction that stays open (the caller commits it
+    after the numerical check) and read it back: it must import and be ``expected_version``.
+    Returns the target as it is now."""
+    return change.install(wheel, package, expected_version)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -163,12 +148,35 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _cached_download(store: Store, entry: WheelManifest, cache_dir: Path) -> Path:
+    """The wheel, size- and hash-checked. A copy that does not match (in our cache or the Hugging
+    Face cache) is dropped and downloaded once more; only a fresh copy that mismatches too means
+    the store's file is damaged, and the error names the file and the store."""
     folder = cache_dir / "wheels" / entry.wheel_sha256[:16]
     cached = folder / entry.wheel_file
-    if cached.is_file() and wheelfile.sha256_file(cached) == entry.wheel_sha256:
-        log.info("using cached %s", cached)
-        return cached
-    return store.download(entry, folder)
+    if cached.is_file():
+        if mismatch(cached, entry.wheel_sha256, entry.wheel_size) is None:
+            log.info("using cached %s", cached)
+            return cached
+        log.warning("the cached %s does not match its manifest: removed, downloading it again", cached)
+        cached.unlink()
+    wheel = store.download(entry, folder)
+    problem = mismatch(wheel, entry.wheel_sha256, entry.wheel_size)
+    if problem is None:
+        return wheel
+    log.warning("%s (copy at %s): downloading it once more", problem, wheel)
+    if _inside(wheel, cache_dir):
+        wheel.unlink(missing_ok=True)
+    wheel = store.download(entry, folder, fresh=True)
+    problem = mismatch(wheel, entry.wheel_sha256, entry.wheel_size)
+    if problem is None:
+        return wheel
+    if _inside(wheel, cache_dir):
+        wheel.unlink(missing_ok=True)
+    raise IntegrityError(
+        f"{entry.wheel_file} in {store.description} is damaged: a fresh download does not match its manifest "
+        f"({problem}); nothing was installed",
+        f"republish {entry.wheel_file} to {store.description} (`invoke publish --replace`), or choose another wheel",
+    )
 
 
 def fetch_from_store(
@@ -179,7 +187,10 @@ def fetch_from_store(
     *,
     dry_run: bool = False,
     install_wheel: bool = True,
+    change: installer.Change | None = None,
 ) -> FetchResult:
+    """Choose, download, check; with ``change`` (the environment's lock), install as an open
+    transaction that the caller commits after the numerical check."""
     want = want_for(settings, machine)
     selection = select_wheel(index.wheels, want)
     report_selection(selection, store.description)
@@ -204,11 +215,9 @@ def fetch_from_store(
         return FetchResult("selected", store.description, selection, entry, None, None, want)
     logsetup.step(log, f"fetch {entry.wheel_file}")
     wheel = _cached_download(store, entry, settings.cache_dir)
-    verify_file(wheel, entry.wheel_sha256, entry.wheel_size, discard=_inside(wheel, settings.cache_dir))
     check_against_wheel(wheel, entry, want)
-    after = (
-        install(machine.target, wheel, settings.env, entry.version, settings.recipe.package) if install_wheel else None
-    )
+    install_wheel = install_wheel and change is not None
+    after = install(change, wheel, entry.version, settings.recipe.package) if change and install_wheel else None
     installed = after.version_of(settings.recipe.package) if after else None
     if after:
         log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
@@ -224,13 +233,20 @@ def fetch_from_url(
     *,
     dry_run: bool = False,
     install_wheel: bool = True,
+    change: installer.Change | None = None,
 ) -> FetchResult:
-    """``WHEEL_URL``: only with a known sha256 (a manifest of that file, or ``WHEEL_SHA256``)."""
+    """``WHEEL_URL``: only with a known sha256 (a manifest of that file, or ``WHEEL_SHA256``), and
+    only a wheel of the recipe's package; installed like a stored wheel (``change``)."""
     url = settings.wheel_url
     assert url
     want = want_for(settings, machine)
     download.check_scheme(url, settings.allow_http)
     name = manifest.check_wheel_name(download.file_name(url))
+    if canonicalize_name(name.split("-")[0]) != canonicalize_name(settings.recipe.package):
+        raise IntegrityError(
+            f"WHEEL_URL names {name}, which is not a {settings.recipe.package} wheel; nothing was installed",
+            f"point WHEEL_URL at a {settings.recipe.package} wheel",
+        )
     entry = index.get(name)
     if (
         entry is not None
@@ -251,15 +267,27 @@ def fetch_from_url(
         log.warning("ALLOW_UNSAFE_WHEEL=1: installing %s without a hash check", name)
     if dry_run:
         return FetchResult("selected", url, None, entry, None, None, want)
-    wheel = download.fetch(url, settings.cache_dir / "url-wheels" / name, allow_http=settings.allow_http)
-    verify_file(wheel, sha, entry.wheel_size if entry and sha == entry.wheel_sha256 else None)
+    dest = settings.cache_dir / "url-wheels" / name
+    size = entry.wheel_size if entry and sha == entry.wheel_sha256 else None
+    wheel = download.fetch(url, dest, allow_http=settings.allow_http)
+    problem = mismatch(wheel, sha, size)
+    if problem is not None:  # a transfer gone wrong is downloaded once more; twice means the file at the URL
+        log.warning("%s: downloading %s once more", problem, url)
+        wheel.unlink(missing_ok=True)
+        wheel = download.fetch(url, dest, allow_http=settings.allow_http)
+        problem = mismatch(wheel, sha, size)
+        if problem is not None:
+            wheel.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"the wheel at WHEEL_URL {url} does not match its expected hash ({problem}); nothing was installed",
+                "check WHEEL_URL and WHEEL_SHA256 (or the store's manifest of that file)",
+            )
     info = wheelfile.inspect(wheel)
     if not set(info.tags) & set(want.tags):
         raise IntegrityError(f"{name} has tags {', '.join(info.tags)}, none fits {machine.target.python}")
     if entry is not None:
         check_against_wheel(wheel, entry, want)
-    after = (
-        install(machine.target, wheel, settings.env, info.version, settings.recipe.package) if install_wheel else None
-    )
+    install_wheel = install_wheel and change is not None
+    after = install(change, wheel, info.version, settings.recipe.package) if change and install_wheel else None
     installed = after.version_of(settings.recipe.package) if after else None
     return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want, after)

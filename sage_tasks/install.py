@@ -1,209 +1,71 @@
-"""Install a verified wheel into the target environment, all or nothing, without dependencies.
+"""Install a wheel into the target environment as a transaction, without dependencies.
 
-Why not pip: pip spends most of a wheel install starting itself; this writes the files the
-wheel holds (PEP 427 layout: the package, its ``.dist-info``, ``.data/{purelib,platlib,
-scripts,data}``) in a fraction of that, and it is transactional:
+``Change`` is the one way sage-tasks changes an environment::
 
-1. every member is checked (no absolute paths, ``..`` or backslashes) and extracted into a
-   staging folder beside site-packages, hashed for the new ``RECORD``;
-2. the files of the installed version (its ``RECORD``, only those inside the target prefix) are
-   moved into a backup folder;
-3. the staged files are moved into place, then ``INSTALLER`` and ``RECORD`` are written.
+    with Change(target, env, command="fetch") as change:   # the environment's lock, then recovery
+        after = change.install(wheel, package, version)     # checked, staged, journalled, moved, read back
+        ...the numerical check...
+        change.commit()                                     # the commit point
 
-Any failure (a full disk, a file-size limit) before the end moves everything back: the previous
-installation stays as it was. Wheels with console-script entry points (launchers) or C headers,
-and installs without a RECORD, go to pip (``Unsupported``).
+1. the wheel is checked before anything is unpacked (``wheelcheck``: names, sizes, ratio, the
+   ``.dist-info`` and METADATA against the file name and the expected package, RECORD);
+2. pypa ``installer`` unpacks it into a staging folder of this process (laid out by absolute
+   path, launchers for console scripts, ``RECORD`` written), verifying each member's hash as it
+   streams; no file it places may belong to another installed distribution;
+3. the journal (``transaction``) records what will be replaced and placed; the installed
+   version's files are moved aside, the staged ones moved in;
+4. read-back: the package must import in the target interpreter and report the version.
+
+Leaving the ``with`` block without ``commit`` (a failed read-back or check, an exception,
+SIGINT/SIGTERM) rolls back: the previous files byte for byte, or no package. A kill is finished
+by the next command's recovery.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
+import logging
 import os
 import shutil
-import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
-from email.parser import HeaderParser
-from pathlib import Path, PurePosixPath
+from contextlib import ExitStack
+from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
+from . import envlock, probe, runner, transaction, wheelcheck
 from .errors import EnvironmentProblem, IntegrityError
 from .probe import TargetEnv
-from .wheelfile import record_hash, sha256_file
+from .wheelfile import sha256_file
+
+log = logging.getLogger(__name__)
 
 INSTALLER_NAME = "sage-tasks"
-DATA_KINDS = {"purelib": "purelib", "platlib": "platlib", "scripts": "scripts", "data": "data"}
+READ_BACK_TIMEOUT_S = 600
+
+READ_BACK = """\
+import importlib, importlib.metadata as m, json, sys
+name, version, *modules = sys.argv[1:]
+out = {"version": None, "error": None}
+try:
+    out["version"] = m.version(name)
+    for module in modules:
+        importlib.import_module(module)
+except BaseException as exc:
+    out["error"] = (type(exc).__name__ + ": " + str(exc)).strip()[:500]
+print(json.dumps(out))
+"""
 
 
-class Unsupported(Exception):
-    """This wheel needs something only pip does (console-script launchers)."""
-
-
-@dataclass(frozen=True)
-class Installed:
-    files: int
-    replaced: str | None  # the version that was there before, if any
-
-
-def _safe_member(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if name.startswith("/") or "\\" in name or ".." in path.parts or not path.parts:
-        raise IntegrityError(f"refusing wheel member {name!r}", "the wheel is malformed or hostile: yank it")
-    return path
-
-
-def _destinations(zf: zipfile.ZipFile, paths: Mapping[str, str]) -> tuple[str, dict[str, Path]]:
-    """The ``.dist-info`` folder and, for every file member, where it goes."""
-    members = [m for m in zf.namelist() if not m.endswith("/")]
-    tops = {_safe_member(m).parts[0] for m in members}
-    infos = [t for t in tops if t.endswith(".dist-info")]
-    if len(infos) != 1:
-        raise IntegrityError(f"{zf.filename} has {len(infos)} .dist-info folders, expected one")
-    info = infos[0]
+def installed_sha256(target: TargetEnv, package: str) -> str | None:
+    """The sha256 of the wheel the installed ``package`` came from, when its installer said so."""
+    found = target.installs.get(package) or {}
     try:
-        wheel_meta = HeaderParser().parsestr(zf.read(f"{info}/WHEEL").decode("utf-8"))
-    except (KeyError, UnicodeDecodeError) as e:
-        raise IntegrityError(
-            f"{zf.filename} has no readable {info}/WHEEL file", "the wheel is malformed: yank it"
-        ) from e
-    lib = Path(
-        paths["purelib"] if (wheel_meta.get("Root-Is-Purelib", "true").strip().lower() == "true") else paths["platlib"]
-    )
-    if f"{info}/entry_points.txt" in members:
-        text = zf.read(f"{info}/entry_points.txt").decode("utf-8")
-        if "[console_scripts]" in text or "[gui_scripts]" in text:
-            raise Unsupported("console-script entry points")
-    data_dir = info[: -len(".dist-info")] + ".data"
-    where: dict[str, Path] = {}
-    for member in members:
-        path = _safe_member(member)
-        if path.parts[0] == data_dir:
-            if len(path.parts) >= 3 and path.parts[1] == "headers":
-                raise Unsupported("C headers (pip puts them under the venv's include/site)")
-            if len(path.parts) < 3 or path.parts[1] not in DATA_KINDS:
-                raise IntegrityError(f"refusing wheel member {member!r}: unknown .data folder")
-            where[member] = Path(paths[DATA_KINDS[path.parts[1]]], *path.parts[2:])
-        else:
-            where[member] = lib.joinpath(*path.parts)
-    return info, where
-
-
-def _inside(path: Path, prefix: Path) -> bool:
-    try:
-        path.resolve().relative_to(prefix.resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _old_files(target: TargetEnv, package: str, prefix: Path) -> tuple[list[Path], str | None]:
-    """The installed version's files inside the target prefix (files elsewhere are not ours)."""
-    found = target.installs.get(package)
-    if not found:
-        return [], None
-    if not found.get("files"):
-        raise Unsupported("the installed version has no RECORD to remove it by")
-    site = Path(str(found["site"]))
-    files = [site / str(f) for f in found["files"]]  # type: ignore[union-attr]
-    return [f for f in files if f.is_file() and _inside(f, prefix)], str(found.get("version"))
-
-
-def _leftovers(lib: Path) -> None:
-    """Staging folders of installs that died are deleted; their backups are reported, not guessed at."""
-    for stale in lib.glob(".sage-tasks-stage-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    backups = sorted(str(b) for b in lib.glob(".sage-tasks-backup-*"))
-    if backups:
-        raise EnvironmentProblem(
-            f"an earlier install into {lib} was interrupted; the files it replaced are in {backups[0]}",
-            "reinstall the package (or move those files back), then delete that folder",
-        )
-
-
-def install_wheel(wheel: Path, target: TargetEnv, package: str) -> Installed:
-    """Install ``wheel`` into ``target`` replacing the installed ``package``, all or nothing."""
-    paths = target.paths
-    prefix = Path(paths["data"])
-    with zipfile.ZipFile(wheel) as zf:
-        info, where = _destinations(zf, paths)
-        lib = where[f"{info}/WHEEL"].parent.parent
-        _leftovers(lib)
-        stage = lib / f".sage-tasks-stage-{os.getpid()}"
-        backup = lib / f".sage-tasks-backup-{os.getpid()}"
-        old, old_version = _old_files(target, package, prefix)
-        # anything in the way is backed up too, whether the old RECORD listed it or not
-        in_the_way = old + [d for d in where.values() if d.is_file() and d not in set(old)]
-        moved: list[tuple[Path, Path]] = []
-        placed: list[Path] = []
-        records: list[tuple[str, str, str]] = []
-        restored = True
-        try:
-            stage.mkdir(parents=True)
-            staged: list[tuple[Path, Path]] = []
-            for n, (member, dest) in enumerate(sorted(where.items())):
-                data = zf.read(member)
-                if member.split("/")[1:2] == ["scripts"]:
-                    data = _fix_shebang(data, target.python)
-                tmp = stage / str(n)
-                tmp.write_bytes(data)
-                if (zf.getinfo(member).external_attr >> 16) & 0o111 or data.startswith(b"#!"):
-                    tmp.chmod(0o755)
-                staged.append((tmp, dest))
-                if not member.endswith(f"{info}/RECORD"):
-                    records.append((os.path.relpath(dest, lib), record_hash(data), str(len(data))))
-            for n, path in enumerate(in_the_way):
-                keep = backup / str(n)
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(path, keep)
-                moved.append((keep, path))
-            for tmp, dest in staged:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, dest)
-                placed.append(dest)
-            info_dir = lib / info
-            for extra, content in _provenance(wheel).items():
-                (info_dir / extra).write_bytes(content)
-                placed.append(info_dir / extra)
-                records.append((f"{info}/{extra}", record_hash(content), str(len(content))))
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerows(sorted(records))
-            writer.writerow((f"{info}/RECORD", "", ""))
-            (info_dir / "RECORD").write_text(out.getvalue())
-        except BaseException as e:
-            restored = _roll_back(placed, moved)
-            if not restored:
-                raise EnvironmentProblem(
-                    f"installing {wheel.name} failed ({e}) and so did putting the previous files back",
-                    f"the previous files are in {backup}: move them back or reinstall the package",
-                ) from e
-            if isinstance(e, OSError):
-                where_ = f" ({e.filename})" if e.filename else ""
-                raise EnvironmentProblem(
-                    f"installing {wheel.name} failed: {e.strerror}{where_}; the previous installation (if any) was kept",
-                    "free disk space (or raise the limit) and run again",
-                ) from e
-            raise
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-            if restored:
-                shutil.rmtree(backup, ignore_errors=True)
-    _prune_empty(old, lib)
-    return Installed(files=len(placed), replaced=old_version)
-
-
-def _roll_back(placed: list[Path], moved: list[tuple[Path, Path]]) -> bool:
-    """Undo a half-done install; False if some previous file could not be put back."""
-    try:
-        for path in placed:
-            path.unlink(missing_ok=True)
-        for keep, path in reversed(moved):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(keep, path)
-    except BaseException:
-        return False
-    return True
+        direct = json.loads(str(found.get("direct_url") or "null")) or {}
+        return direct.get("archive_info", {}).get("hashes", {}).get("sha256")
+    except (ValueError, AttributeError):
+        return None
 
 
 def _provenance(wheel: Path) -> dict[str, bytes]:
@@ -217,28 +79,294 @@ def _provenance(wheel: Path) -> dict[str, bytes]:
     return {"INSTALLER": (INSTALLER_NAME + "\n").encode(), "direct_url.json": json.dumps(direct).encode()}
 
 
-def installed_sha256(target: TargetEnv, package: str) -> str | None:
-    """The sha256 of the wheel the installed ``package`` came from, when its installer said so."""
-    found = target.installs.get(package) or {}
-    try:
-        direct = json.loads(str(found.get("direct_url") or "null")) or {}
-        return direct.get("archive_info", {}).get("hashes", {}).get("sha256")
-    except (ValueError, AttributeError):
-        return None
+def schemes(target: TargetEnv, project: str) -> dict[str, str]:
+    """Where each part of a wheel goes in the target (pip's layout, headers included)."""
+    paths = target.paths
+    major_minor = ".".join(target.version.split(".")[:2])
+    return {
+        "purelib": paths["purelib"],
+        "platlib": paths["platlib"],
+        "scripts": paths["scripts"],
+        "data": paths["data"],
+        "headers": os.path.join(paths["data"], "include", "site", f"python{major_minor}", project),
+    }
 
 
-def _fix_shebang(data: bytes, python: str) -> bytes:
-    if data.startswith(b"#!python"):
-        return b"#!" + python.encode() + data[len(b"#!python") :]
-    return data
+# ---------------------------------------------------------------- planning (reads only)
 
 
-def _prune_empty(removed: list[Path], lib: Path) -> None:
-    """Folders the old version left empty go too (never site-packages itself)."""
-    for folder in sorted({p.parent for p in removed}, key=lambda p: len(p.parts), reverse=True):
-        while folder != lib and _inside(folder, lib) and folder.is_dir():
+def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
+    """The installed version's files inside the target's site-packages, read now (under the lock:
+    what the target said before it was taken may be stale), with its whole ``.dist-info`` folder
+    and the bytecode of its modules: what the install replaces."""
+    project = canonicalize_name(package)
+    prefix = os.path.normpath(target.paths["data"])
+    out: dict[str, None] = {}
+    versions = []
+    listings: dict[str, list[str]] = {}
+    for site in sorted({os.path.normpath(target.paths["purelib"]), os.path.normpath(target.paths["platlib"])}):
+        try:
+            entries = sorted(os.listdir(site))
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith(".dist-info"):
+                continue
+            name, _, version = entry[: -len(".dist-info")].rpartition("-")
+            if canonicalize_name(name) != project:
+                continue
+            info_dir = os.path.join(site, entry)
             try:
-                folder.rmdir()  # only succeeds when empty
+                with open(os.path.join(info_dir, "RECORD"), encoding="utf-8", newline="") as handle:
+                    listed = [row[0] for row in csv.reader(handle) if row]
+            except (OSError, UnicodeDecodeError, csv.Error) as e:
+                raise EnvironmentProblem(
+                    f"the installed {package} {version} has no readable RECORD ({e}): sage-tasks cannot tell its files",
+                    f"uninstall it first: {target.python} -m pip uninstall {package}",
+                ) from e
+            versions.append(version)
+            for entry_path in listed:
+                path = os.path.normpath(os.path.join(site, entry_path))
+                if not path.startswith(prefix + os.sep):
+                    continue  # not ours to move: outside the environment
+                if os.path.isfile(path) or os.path.islink(path):
+                    out[path] = None
+                if path.endswith(".py"):
+                    cache = os.path.join(os.path.dirname(path), "__pycache__")
+                    stem = os.path.basename(path)[:-3] + "."
+                    for pyc in _listing(cache, listings):
+                        if pyc.startswith(stem) and pyc.endswith(".pyc"):
+                            out[os.path.join(cache, pyc)] = None
+            for root, _, names in os.walk(info_dir):  # an unlisted file would keep the old .dist-info alive
+                for name_ in names:
+                    out[os.path.join(root, name_)] = None
+    return list(out), ", ".join(versions) or None
+
+
+def _listing(folder: str, seen: dict[str, list[str]]) -> list[str]:
+    if folder not in seen:
+        try:
+            seen[folder] = os.listdir(folder)
+        except OSError:
+            seen[folder] = []
+    return seen[folder]
+
+
+def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
+    """Which of ``placed`` another installed distribution's RECORD lists (path → distribution)."""
+    taken: dict[str, str] = {}
+    for root in roots:
+        try:
+            entries = os.listdir(root)
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.endswith(".dist-info"):
+                continue
+            name = entry[: -len(".dist-info")].rpartition("-")[0]
+            if canonicalize_name(name) == project:
+                continue
+            try:
+                with open(os.path.join(root, entry, "RECORD"), encoding="utf-8", errors="replace", newline="") as f:
+                    rows = list(csv.reader(f))
             except OSError:
-                break
-            folder = folder.parent
+                continue
+            for row in rows:
+                if row:
+                    path = os.path.normpath(os.path.join(root, row[0]))
+                    if path in placed:
+                        taken[path] = name
+    return taken
+
+
+def _staged_files(new_root: Path) -> list[str]:
+    """Absolute destinations of everything staged under ``new_root`` (its files and links)."""
+    out = []
+    base = len(str(new_root))
+    for root, _, names in os.walk(new_root):
+        dest = root[base:] or os.sep
+        out += [os.path.join(dest, name) for name in names]
+    return sorted(out)
+
+
+def stage(wheel: Path, target: TargetEnv, package: str, version: str | None, new_root: Path) -> list[str]:
+    """Check the wheel and unpack it into ``new_root`` (by absolute path); returns the modules to import."""
+    from installer import install as unpack
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.exceptions import InstallerError
+
+    with wheelcheck.open_zip(wheel) as zf:
+        checked = wheelcheck.check(wheel, zf, package, version)
+        destination = SchemeDictionaryDestination(
+            schemes(target, checked.name),
+            interpreter=target.python,
+            script_kind="posix",
+            destdir=str(new_root),
+        )
+        try:
+            unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel))
+        except (InstallerError, ValueError) as e:
+            raise IntegrityError(f"{wheel.name} cannot be installed: {e}", wheelcheck.HINT) from e
+        return wheelcheck.top_level_modules(checked, zf)
+
+
+def read_back(
+    target: TargetEnv, package: str, version: str, modules: list[str], env: Mapping[str, str], wheel_name: str
+) -> TargetEnv:
+    """The package must import in the target and report ``version``; returns the target as it is now."""
+    done = runner.run(
+        [target.python, "-c", READ_BACK, package, version, *modules],
+        env=env,
+        check=False,
+        echo=False,
+        timeout=READ_BACK_TIMEOUT_S,
+    )
+    try:
+        said = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        said = {"version": None, "error": f"the interpreter exited with {done.returncode}: {tail}"}
+    if said.get("error"):
+        what = ", ".join(modules) or package
+        raise EnvironmentProblem(
+            f"after installing {wheel_name}, `import {what}` in {target.python} fails: {said['error']}",
+            "the wheel does not work in this environment (torch or Python differ?): fetch or build another",
+        )
+    if said.get("version") != version:
+        raise EnvironmentProblem(
+            f"after installing {wheel_name}, {target.python} reports {package} {said.get('version')}, not {version}",
+            "another copy of the package shadows it (PYTHONPATH, a .pth file?): remove it and run again",
+        )
+    return probe.read_target(target.python, extra=[package], env=env)
+
+
+# ---------------------------------------------------------------- the one way to change an environment
+
+
+class Change:
+    """The environment's lock, held for one command; recovery on entry; at most one open
+    transaction, rolled back on leaving unless committed."""
+
+    def __init__(self, target: TargetEnv, env: Mapping[str, str], *, command: str) -> None:
+        self.target = target
+        self.env = env
+        self.command = command
+        self.state_dir = envlock.state_dir(target.paths)
+        self.recovered: str | None = None
+        self.restored: str | None = None
+        self.txn: transaction.Transaction | None = None
+        self._stack = ExitStack()
+
+    def __enter__(self) -> Change:
+        where = f"{self.target.python} ({self.state_dir.parent})"
+        with ExitStack() as stack:
+            stack.enter_context(envlock.hold(self.state_dir, self.env, command=self.command, where=where))
+            stack.enter_context(transaction.interruptible())
+            transaction.pause(self.env, "locked")
+            self.recovered = transaction.recover(self.state_dir, self.env)
+            if self.recovered:
+                log.warning("%s", self.recovered)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        try:
+            mine = transaction.read_journal(self.state_dir)
+            if mine is not None and mine.pid == os.getpid():  # also one begun an instant before a signal
+                try:
+                    transaction.Transaction(self.state_dir, mine, self.env).finish_or_roll_back()
+                except OSError as e:
+                    raise EnvironmentProblem(
+                        f"rolling back the install into {self.target.python} failed: {e}",
+                        f"run the command again: it finishes the journal in {self.state_dir}",
+                    ) from e
+                if mine.state == transaction.OPEN:
+                    self.restored = f"restored {mine.restores} in {self.target.python}"
+                    log.warning("%s (the install of %s was rolled back)", self.restored, mine.description)
+        finally:
+            self._stack.close()
+
+    def refreshed(self) -> TargetEnv:
+        """The target as it is after recovery (unchanged if nothing was recovered)."""
+        if not self.recovered:
+            return self.target
+        return probe.read_target(self.target.python, extra=list(self.target.installs), env=self.env)
+
+    def install(self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None) -> TargetEnv:
+        """Stage, journal, move into place, read back. The transaction stays open: ``commit`` ends it."""
+        target = target or self.target
+        modules = self.place(wheel, package, version, target=target)
+        after = read_back(target, package, version, modules, self.env, wheel.name)
+        transaction.pause(self.env, "read-back")
+        log.info("installed %s %s into %s (not committed until checked)", package, version, target.python)
+        return after
+
+    def place(self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None) -> list[str]:
+        """Stage, journal, move into place (no read-back); returns the modules a read-back imports."""
+        if self.txn is not None and self.txn.open:
+            raise RuntimeError("one open install per Change")
+        target = target or self.target
+        folder = transaction.new_folder(self.state_dir)
+        try:
+            modules = stage(wheel, target, package, version, folder / "new")
+            transaction.pause(self.env, "staged")
+            placed = _staged_files(folder / "new")
+            placed_set = set(placed)
+            project = canonicalize_name(package)
+            roots = {os.path.normpath(target.paths["purelib"]), os.path.normpath(target.paths["platlib"])}
+            taken = _owners(roots, placed_set, project)
+            if taken:
+                path, owner = next(iter(sorted(taken.items())))
+                raise IntegrityError(
+                    f"{wheel.name} would overwrite {path}, which belongs to {owner} ({len(taken)} such file(s)); "
+                    "nothing was installed",
+                    wheelcheck.HINT,
+                )
+            old, old_version = _old_files(target, package)
+            old_set = set(old)
+            in_the_way = [p for p in placed if p not in old_set and os.path.lexists(p)]
+            replaced = old + in_the_way
+        except OSError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            where = f" ({e.filename})" if e.filename else ""
+            raise EnvironmentProblem(
+                f"unpacking {wheel.name} failed: {e.strerror or e}{where}; nothing in {target.python} was changed, "
+                "the previous installation (if any) was kept",
+                "free disk space (or raise the file-size limit) and run again",
+            ) from e
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        restores = f"{package} {old_version}" if old_version else f"no {package} (it was not installed)"
+        self.txn = transaction.begin(
+            self.state_dir,
+            folder,
+            package=package,
+            description=f"{package} {old_version or '(none)'} → {version}",
+            restores=restores,
+            replaced=replaced,
+            placed=placed,
+            roots=sorted({os.path.normpath(p) for p in schemes(target, project).values()}),
+            env=self.env,
+        )
+        try:
+            self.txn.apply()
+        except OSError as e:  # rolled back on leaving the block
+            where = f" ({e.filename})" if e.filename else ""
+            raise EnvironmentProblem(
+                f"installing {wheel.name} into {target.python} failed: {e.strerror}{where}",
+                "free disk space (or fix permissions) and run again",
+            ) from e
+        return modules
+
+    def commit(self, *, unverified: bool = False) -> None:
+        if self.txn is None or not self.txn.open:
+            return
+        transaction.pause(self.env, "checked")
+        self.txn.commit()
+        if unverified:
+            log.warning(
+                "committed %s without a numerical check (unverified: no GPU here)", self.txn.journal.description
+            )
+        else:
+            log.info("committed %s", self.txn.journal.description)

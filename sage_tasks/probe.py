@@ -84,6 +84,7 @@ class Machine:
     target: TargetEnv
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    unfinished_install: Mapping[str, object] | None = None  # a journal a dead (or running) install left
 
     @property
     def compute_capabilities(self) -> tuple[str, ...]:
@@ -291,6 +292,14 @@ def check_python(python: str) -> str:
             f"Python interpreter {python} does not exist",
             "pass --python with the path of an existing interpreter (e.g. a venv's bin/python)",
         )
+    if path.is_dir():
+        inside = next((p for p in (path / "bin" / "python", path / "bin" / "python3") if p.is_file()), None)
+        raise EnvironmentProblem(
+            f"--python {python} is a directory, not an interpreter",
+            f"pass --python {inside}" if inside else "pass the interpreter itself, e.g. VENV/bin/python",
+        )
+    if not path.is_file():
+        raise EnvironmentProblem(f"{python} is not a regular file", "pass --python with a runnable interpreter")
     if not os.access(path, os.X_OK):
         raise EnvironmentProblem(f"{python} is not executable", "pass --python with a runnable interpreter")
     return os.path.abspath(python)
@@ -319,11 +328,30 @@ def target_facts(
         raise EnvironmentProblem(f"{python} printed something unexpected while probed: {e}") from e
 
 
+def _check_facts(python: str, facts: object) -> None:
+    """The target's answer is a whole record from a Python we can act on; else say which Python it is."""
+    needed = ("version", "implementation", "version_info", "packages", "paths")
+    info = facts.get("version_info") if isinstance(facts, dict) else None
+    readable = isinstance(info, list) and len(info) >= 2 and all(isinstance(v, int) for v in info[:2])
+    if readable and tuple(info[:2]) < (3, 9):  # type: ignore[index]
+        version = facts.get("version", "?")  # type: ignore[union-attr]
+        raise EnvironmentProblem(
+            f"{python} is Python {version} (tag cp{info[0]}{info[1]}); the target must be 3.9 or newer",  # type: ignore[index]
+            "pass --python with a Python 3.9+ interpreter (e.g. a venv made with python3.12)",
+        )
+    if not isinstance(facts, dict) or any(k not in facts for k in needed) or "purelib" not in (facts["paths"] or {}):
+        raise EnvironmentProblem(
+            f"{python} answered the probe with an incomplete record",
+            "check that --python names a working CPython 3.9+ interpreter",
+        )
+
+
 def read_target(
     python: str, extra: Sequence[str] = (), import_torch: bool = False, env: Mapping[str, str] | None = None
 ) -> TargetEnv:
     python = check_python(python)
     facts = target_facts(python, extra, import_torch, env)
+    _check_facts(python, facts)
     torch = facts.get("torch") or {}
     assert isinstance(torch, dict)
     imported = facts.get("torch_imported")
@@ -365,6 +393,9 @@ def probe(
         notes.append("nvcc not found (CUDA_HOME, PATH, /usr/local/cuda): building is not possible here")
     if target.version_of("torch") is None:
         notes.append(f"torch is not installed in {python}")
+    unfinished = unfinished_install(target)
+    if unfinished:
+        notes.append(str(unfinished["summary"]))
     total, available = _memory()
     return Machine(
         gpus=tuple(gpus),
@@ -381,4 +412,28 @@ def probe(
         target=target,
         seconds=round(time.perf_counter() - start, 3),
         notes=tuple(notes),
+        unfinished_install=unfinished,
     )
+
+
+def unfinished_install(target: TargetEnv) -> dict[str, object] | None:
+    """An install journal in the target (read only: probe never recovers), and whether its owner runs."""
+    if "purelib" not in target.paths:
+        return None
+    from . import envlock, transaction
+
+    folder = envlock.state_dir(target.paths)
+    found = transaction.pending(folder)
+    if found is None:
+        return None
+    running = not envlock.is_free(folder)
+    owner = f"PID {found.get('pid')} is still running it" if running else "its process is gone"
+    next_step = "wait for it" if running else "the next `invoke fetch`, `auto`, `pin` or `test-kernel` finishes it"
+    verb = "rolled forward" if found.get("state") == transaction.COMMITTED else "rolled back"
+    return {
+        **found,
+        "journal": str(transaction.journal_path(folder, str(found.get("state")))),
+        "owner_running": running,
+        "summary": f"unfinished install ({found.get('change')}, {found.get('state')}): {owner}; "
+        f"{next_step} (it will be {verb})",
+    }

@@ -1,16 +1,23 @@
-"""The transactional wheel installer against real venvs (pip checks what it left behind)."""
+"""The transactional installer against real venvs: checks before unpacking, rollback byte for
+byte, launchers, locks and signals (pip and importlib check what it left behind)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import sys
+import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
 from sage_tasks import install, probe
-from sage_tasks.errors import IntegrityError
-from tests import support
+from sage_tasks.errors import EnvironmentProblem, IntegrityError
+from tests import support, txn_support
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +26,25 @@ def target(venv: Path, package: str = "demo-pkg") -> probe.TargetEnv:
     return probe.read_target(str(venv), extra=[package])
 
 
+def install_and_commit(venv: Path, wheel: Path, package: str, version: str) -> None:
+    with install.Change(target(venv, package), os.environ, command="test") as change:
+        change.install(wheel, package, version)
+        change.commit()
+
+
 def files_of(venv: Path) -> set[str]:
-    site = next((venv.parent.parent / "lib").glob("python3.*/site-packages"))
+    site = txn_support.site_packages(venv)
     return {str(p.relative_to(site)) for p in site.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+
+
+def snapshot(venv: Path) -> dict[str, str]:
+    """Every file of the venv (site-packages and bin) with its hash; bytecode and our lock aside."""
+    root = venv.parent.parent
+    return {
+        str(p.relative_to(root)): txn_support.file_hash(p)
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and ".sage-tasks" not in p.parts
+    }
 
 
 def test_replaces_a_pip_installed_version_and_pip_can_uninstall_it(tmp_path):
@@ -34,55 +57,326 @@ def test_replaces_a_pip_installed_version_and_pip_can_uninstall_it(tmp_path):
     )
     subprocess.run([str(venv), "-m", "pip", "install", "-q", "--no-deps", str(old)], check=True)
     before = files_of(venv)
-    result = install.install_wheel(new, target(venv), "demo-pkg")
-    assert result.replaced == "1.0"
+    install_and_commit(venv, new, "demo-pkg", "2.0")
     after = files_of(venv)
     assert "demo_pkg/gone.py" not in after and "demo_pkg/sub/new.py" in after
     assert not [f for f in after if "demo_pkg-1.0.dist-info" in f]
-    assert not [f for f in after if ".sage-tasks-" in f]
+    assert not [f for f in after if ".sage-tasks" in f and not f.endswith("lock")]
     out = subprocess.run(
         [str(venv), "-c", "import demo_pkg; print(demo_pkg.V)"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "2"
-    shown = subprocess.run(
-        [str(venv), "-m", "pip", "show", "demo-pkg"], capture_output=True, text=True, check=True
-    ).stdout
+    shown = subprocess.run([str(venv), "-m", "pip", "show", "demo-pkg"], capture_output=True, text=True).stdout
     assert "Version: 2.0" in shown
     subprocess.run([str(venv), "-m", "pip", "uninstall", "-y", "-q", "demo-pkg"], check=True)
-    assert files_of(venv) == before - {f for f in before if f.startswith(("demo_pkg", "demo_pkg-1.0.dist-info"))}
+    left = {f for f in files_of(venv) if ".sage-tasks" not in f}
+    assert left == before - {f for f in before if f.startswith(("demo_pkg", "demo_pkg-1.0.dist-info"))}
 
 
-def test_scripts_get_the_target_interpreter(tmp_path):
+def test_scripts_and_console_entry_points_get_the_target_interpreter(tmp_path):
     venv = support.make_venv(tmp_path / "venv")
     wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {
-        "demo_pkg/__init__.py": "",
+        "demo_pkg/__init__.py": "def main():\n    print('main from', __import__('sys').executable)\n",
         "demo_pkg-1.0.data/scripts/demo-hello": "#!python\nprint('hello from', __import__('sys').executable)\n",
+        "demo_pkg-1.0.dist-info/entry_points.txt": "[console_scripts]\ndemo-main = demo_pkg:main\n",
     })  # fmt: skip
-    install.install_wheel(wheel, target(venv), "demo-pkg")
+    install_and_commit(venv, wheel, "demo-pkg", "1.0")
     script = venv.parent / "demo-hello"
     assert script.read_text().startswith(f"#!{venv}")
     out = subprocess.run([str(script)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"hello from {venv}"
+    launcher = subprocess.run([str(venv.parent / "demo-main")], capture_output=True, text=True, check=True)
+    assert launcher.stdout.strip() == f"main from {venv}"
 
 
-@pytest.mark.parametrize("member", ["../evil.py", "/abs/evil.py", "demo_pkg\\evil.py", "demo_pkg-1.0.data/unknown/x"])
+@pytest.mark.parametrize(
+    "member", ["../evil.py", "/abs/evil.py", "demo_pkg\\evil.py", "demo_pkg-1.0.data/unknown/x", "C:/evil.py"]
+)
 def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member):
     venv = support.make_venv(tmp_path / "venv")
     wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {"demo_pkg/__init__.py": ""})
     with zipfile.ZipFile(wheel, "a") as zf:
         zf.writestr(member, "print('pwned')\n")
-    before = files_of(venv)
+    before = snapshot(venv)
     with pytest.raises(IntegrityError):
-        install.install_wheel(wheel, target(venv), "demo-pkg")
-    assert files_of(venv) == before
+        install_and_commit(venv, wheel, "demo-pkg", "1.0")
+    assert snapshot(venv) == before
     support.count_fault("hostile wheel names (index, manifest, wheel members)")
 
 
-def test_console_script_entry_points_are_left_to_pip(tmp_path):
+# ---------------------------------------------------------------- rollback
+
+
+@pytest.mark.parametrize("had_old", [True, False], ids=["replacing", "fresh"])
+def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_old):
     venv = support.make_venv(tmp_path / "venv")
-    wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {
-        "demo_pkg/__init__.py": "def main():\n    pass\n",
-        "demo_pkg-1.0.dist-info/entry_points.txt": "[console_scripts]\ndemo = demo_pkg:main\n",
+    old = support.make_wheel(tmp_path / "w1", "demo-pkg", "1.0", {
+        "demo_pkg/__init__.py": "V = 1\n", "demo_pkg/kept.py": "k = 1\n", "demo_pkg/data/table.bin": os.urandom(4096),
     })  # fmt: skip
-    with pytest.raises(install.Unsupported):
-        install.install_wheel(wheel, target(venv), "demo-pkg")
+    broken = support.make_wheel(tmp_path / "w2", "demo-pkg", "2.0", {
+        "demo_pkg/__init__.py": "from .missing import nothing\n", "demo_pkg/kept.py": "k = 2\n",
+        "demo_pkg/new/deep/mod.py": "", "demo_pkg-2.0.data/scripts/demo-tool": "#!python\n",
+    })  # fmt: skip
+    if had_old:
+        install_and_commit(venv, old, "demo-pkg", "1.0")
+        subprocess.run([str(venv), "-c", "import demo_pkg.kept"], check=True)  # bytecode, as in real use
+    before = snapshot(venv)
+    with pytest.raises(EnvironmentProblem, match="import demo_pkg"):
+        install_and_commit(venv, broken, "demo-pkg", "2.0")
+    assert snapshot(venv) == before
+    site = txn_support.site_packages(venv)
+    assert not (site / "demo_pkg" / "new").exists()
+    if not had_old:
+        assert not (site / "demo_pkg").exists(), "an empty folder would import as a namespace package"
+    assert txn_support.imports_agree(venv, "demo-pkg")
+    support.count_fault("failed read-back (rolled back byte for byte)")
+
+
+def test_a_wheel_that_would_overwrite_torch_is_refused(tmp_path):
+    venv = support.make_venv(tmp_path / "venv")
+    torch = support.make_wheel(tmp_path / "t", "torch", "2.8.0", {"torch/__init__.py": "", "torch/version.py": ""})
+    subprocess.run([str(venv), "-m", "pip", "install", "-q", "--no-deps", str(torch)], check=True)
+    before = snapshot(venv)
+    onto_torch = support.make_wheel(
+        tmp_path / "a", "sageattention", "2.2.0", {"sageattention/__init__.py": "", "torch/version.py": "hijacked"}
+    )
+    with pytest.raises(IntegrityError, match="belongs to torch"):
+        install_and_commit(venv, onto_torch, "sageattention", "2.2.0")
+    # a wheel named sageattention whose metadata folder is torch's
+    members = {"sageattention/__init__.py": b"", **txn_support.dist_info_files("torch", "2.8.0")}
+    disguised = txn_support.write_wheel(tmp_path / "b" / "sageattention-2.2.0-py3-none-any.whl", members)
+    with pytest.raises(IntegrityError, match="torch"):
+        install_and_commit(venv, disguised, "sageattention", "2.2.0")
+    # and a torch wheel offered as the recipe's package
+    with pytest.raises(IntegrityError, match="not of sageattention"):
+        install_and_commit(venv, torch, "sageattention", "2.8.0")
+    assert snapshot(venv) == before
+    assert txn_support.pip_check(venv) == "No broken requirements found."
+    support.count_fault("wheel aimed at another distribution's files", injected=3, survived=3)
+
+
+def _corrupt(wheel: Path, how: str) -> Path:
+    data = bytearray(wheel.read_bytes())
+    if how == "truncated":
+        return _write(wheel, bytes(data[: len(data) // 2]))
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("demo_pkg/big.py")
+    start = info.header_offset + 30 + len(info.filename.encode())
+    if how == "bad deflate data":
+        data[start : start + 64] = b"\xff" * 64
+    return _write(wheel, bytes(data))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["truncated", "bad deflate data", "undecodable name", "not in RECORD", "hash differs", "METADATA differs",
+     "version differs"],
+)  # fmt: skip
+def test_broken_wheels_are_typed_errors(tmp_path, how):
+    venv = support.make_venv(tmp_path / "venv")
+    body = "\n".join(f"x{i} = {i * 7919}" for i in range(5000))
+    files = {"demo_pkg/__init__.py": "", "demo_pkg/big.py": body}
+    wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", files)
+    if how in ("truncated", "bad deflate data"):
+        _corrupt(wheel, how)
+    elif how == "undecodable name":
+        with zipfile.ZipFile(wheel) as zf:
+            members = [(i.filename, zf.read(i), i.CRC) for i in zf.infolist()]
+        raw = [(n.encode(), zlib.compress(d)[2:-4], crc, len(d), 8, 0x800) for n, d, crc in members]
+        raw.append((b"demo_pkg/\xff\xfe.py", b"\x03\x00", 0, 0, 8, 0x800))
+        txn_support.raw_zip(wheel, raw)
+    elif how == "not in RECORD":
+        with zipfile.ZipFile(wheel, "a") as zf:
+            zf.writestr("demo_pkg/extra.py", "x = 1\n")
+    else:
+        info = "demo_pkg-1.0.dist-info"
+        members = {k: v.encode() for k, v in files.items()} | {
+            f"{info}/METADATA": b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n",
+            f"{info}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        }
+        if how == "METADATA differs":
+            members[f"{info}/METADATA"] = b"Metadata-Version: 2.1\nName: torch\nVersion: 1.0\n"
+        if how == "version differs":
+            members[f"{info}/METADATA"] = b"Metadata-Version: 2.1\nName: demo-pkg\nVersion: 9.9\n"
+        txn_support.write_wheel(wheel, members)
+        if how == "hash differs":  # RECORD lists the right size, the wrong hash
+            with zipfile.ZipFile(wheel) as zf:
+                content = {i.filename: zf.read(i) for i in zf.infolist()}
+            record = content[f"{info}/RECORD"].decode().splitlines()
+            record = [(line.split(",")[0] + ",sha256=" + "A" * 43 + "," + line.split(",")[2]) if line.startswith("demo_pkg/big.py") else line for line in record]  # fmt: skip
+            content[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+            with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, data in content.items():
+                    zf.writestr(name, data)
+    before = snapshot(venv)
+    with pytest.raises(IntegrityError):
+        install_and_commit(venv, wheel, "demo-pkg", "1.0")
+    assert snapshot(venv) == before
+    support.count_fault("broken wheels (zip, deflate data, names, RECORD, METADATA)")
+
+
+BOMB = """
+import os, resource, sys, time
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from sage_tasks import install, probe
+from sage_tasks.errors import IntegrityError
+target = probe.read_target(sys.argv[1], extra=["sageattention"])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+try:
+    with install.Change(target, os.environ, command="bomb") as change:
+        change.install(Path(sys.argv[2]), "sageattention", "2.2.0")
+        change.commit()
+    print("installed")
+except IntegrityError as e:
+    print("refused", time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, e.message)
+"""
+
+
+@pytest.mark.parametrize("lying", [False, True], ids=["honest-sizes", "lying-sizes"])
+def test_a_zip_bomb_is_refused_fast_in_bounded_memory(tmp_path, lying):
+    venv = support.make_venv(tmp_path / "venv")
+    bomb = txn_support.zip_bomb(tmp_path / "bomb", lying=lying)
+    assert bomb.stat().st_size < 3 << 20
+    done = subprocess.run(
+        [sys.executable, "-c", BOMB.format(repo=str(support.REPO)), str(venv), str(bomb)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    word, seconds, extra_kib, message = done.stdout.split(" ", 3)
+    print(f"\nzip bomb ({'lying' if lying else 'honest'} sizes): refused in {float(seconds):.3f} s, "
+          f"{int(extra_kib) / 1024:.1f} MiB extra peak memory: {message.strip()}")  # fmt: skip
+    assert word == "refused"
+    assert float(seconds) < 2.0
+    assert int(extra_kib) < 256 * 1024
+    assert "kernels.bin" in message
+    assert not list((txn_support.site_packages(venv) / ".sage-tasks").glob("txn-*"))
+    support.count_fault("zip bomb (2 MB → 2 GiB)")
+
+
+# ---------------------------------------------------------------- lock and signals
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "SAGE_TASKS_TEST_PAUSE_FILE": str(tmp_path / "paused"), **extra}
+
+
+@pytest.fixture(scope="module")
+def small_pair(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pair")
+    a = txn_support.big_wheel(base / "a", "1.0", seed=1, modules=range(50), so_mb=1)
+    b = txn_support.big_wheel(base / "b", "2.0", seed=2, modules=range(25, 80), so_mb=1)
+    return {"1.0": a, "2.0": b}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_an_open_install_rolls_it_back(tmp_path, small_pair, sig):
+    venv = support.make_venv(tmp_path / "venv")
+    install_and_commit(venv, small_pair["1.0"], txn_support.PACKAGE, "1.0")
+    before = snapshot(venv)
+    proc = txn_support.harness(venv, small_pair["2.0"], "2.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="read-back"))
+    assert txn_support.wait_for(tmp_path / "paused", proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 10, err[-2000:]
+    assert "restored bigdemo 1.0" in err and err.count("interrupted: interrupted by") == 1, err[-2000:]
+    assert snapshot(venv) == before
+    assert txn_support.judge(venv, small_pair).holds == "1.0"
+    support.count_fault(f"{signal.Signals(sig).name} during an open install (rolled back)")
+
+
+def test_a_second_installer_waits_for_the_lock_and_takes_over_a_dead_ones(tmp_path, small_pair):
+    venv = support.make_venv(tmp_path / "venv")
+    install_and_commit(venv, small_pair["1.0"], txn_support.PACKAGE, "1.0")
+    first = txn_support.harness(venv, small_pair["2.0"], "2.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed"))
+    assert txn_support.wait_for(tmp_path / "paused", first)
+    impatient = txn_support.harness(venv, small_pair["2.0"], "2.0", _env(tmp_path, SAGE_TASKS_LOCK_TIMEOUT="1"))
+    _, err = impatient.communicate(timeout=60)
+    assert impatient.returncode == 10, err[-2000:]
+    assert f"waiting for PID {first.pid} (harness) to finish installing into {venv}" in err
+    assert "environment busy:" in err and "SAGE_TASKS_LOCK_TIMEOUT" in err
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert txn_support.judge(venv, small_pair).holds == "broken"  # killed half-way: only recovery can tell
+    second = txn_support.harness(venv, small_pair["2.0"], "2.0", _env(tmp_path))
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 0, err[-2000:]
+    assert "rolled back an interrupted install (bigdemo 1.0 → 2.0): bigdemo 1.0 is back" in err
+    assert txn_support.judge(venv, small_pair).holds == "2.0"
+    support.count_fault("lock held by a killed installer (taken over)")
+
+
+def test_two_concurrent_installers_into_one_venv_serialise(tmp_path, small_pair):
+    venv = support.make_venv(tmp_path / "venv")
+    slow = _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="1")  # each holds ≥ 1 s
+    procs = [txn_support.harness(venv, small_pair[v], v, slow) for v in ("1.0", "2.0", "1.0", "2.0")]
+    results = [(p.communicate(timeout=300), p.returncode) for p in procs]
+    assert all(code == 0 for _, code in results), [r[0][1][-1000:] for r in results]
+    assert txn_support.judge(venv, small_pair).holds in ("1.0", "2.0")
+    assert sum("waiting for PID" in err for (_, err), _ in results) >= 3
+    assert txn_support.imports_agree(venv)
+    support.count_fault("concurrent installers into one venv", injected=4, survived=4)
+
+
+def test_probe_reports_an_unfinished_install_and_the_next_command_finishes_it(tasks, tmp_path, small_pair):
+    venv = support.make_venv(tmp_path / "venv")
+    proc = txn_support.harness(venv, small_pair["1.0"], "1.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="committed"))
+    assert txn_support.wait_for(tmp_path / "paused", proc)
+    running = tasks("probe", "--python", str(venv), "--json")
+    assert running.returncode == 0, running.stderr[-2000:]
+    seen = json.loads(running.stdout)["unfinished_install"]
+    assert seen["state"] == "committed" and seen["owner_running"] is True
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    table = tasks("probe", "--python", str(venv))
+    assert "unfinished install (bigdemo (none) → 1.0, committed): its process is gone" in table.stdout
+    with install.Change(target(venv, txn_support.PACKAGE), os.environ, command="test") as change:
+        assert change.recovered and "it had been committed" in change.recovered
+    assert txn_support.judge(venv, small_pair).holds == "1.0"
+    assert json.loads(tasks("probe", "--python", str(venv), "--json").stdout)["unfinished_install"] is None
+
+
+def test_pin_waits_for_the_same_lock(tasks, tmp_path, small_pair, torch_index, no_gpu_path):
+    venv = support.make_venv(tmp_path / "venv")
+    proc = txn_support.harness(venv, small_pair["1.0"], "1.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed"))
+    assert txn_support.wait_for(tmp_path / "paused", proc)
+    env = {**os.environ, "TORCH_INDEX_URL": torch_index, "SAGE_TASKS_LOCK_TIMEOUT": "1"}
+    start = time.monotonic()
+    pinned = tasks("pin", "--python", str(venv), env=env)
+    assert pinned.returncode == 10, pinned.stderr[-2000:]
+    assert "environment busy:" in pinned.stderr and f"PID {proc.pid}" in pinned.stderr
+    assert time.monotonic() - start < 30
+    assert support.installed_version(venv, "torch") is None  # pin changed nothing while the lock was held
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pinned = tasks("pin", "--python", str(venv), env={**env, "SAGE_TASKS_LOCK_TIMEOUT": "60"})
+    assert pinned.returncode == 0, pinned.stderr[-2000:]
+    assert "rolled back an interrupted install (bigdemo (none) → 1.0)" in pinned.stderr
+    assert txn_support.judge(venv, small_pair).holds == "none"
+
+
+def test_resource_limit_is_a_clean_error(tmp_path):
+    """A file-size limit hit while unpacking changes nothing and says so."""
+    venv = support.make_venv(tmp_path / "venv")
+    wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "", "demo_pkg/big.bin": os.urandom(8 << 20)})  # fmt: skip
+    code = (
+        f"import os, resource, sys; sys.path.insert(0, {str(support.REPO)!r})\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))\n"
+        "from pathlib import Path\nfrom sage_tasks import install, probe\nfrom sage_tasks.errors import SageTasksError\n"
+        f"t = probe.read_target({str(venv)!r}, extra=['demo-pkg'])\n"
+        "try:\n"
+        "    with install.Change(t, os.environ, command='t') as c:\n"
+        f"        c.install(Path({str(wheel)!r}), 'demo-pkg', '1.0'); c.commit()\n"
+        "except SageTasksError as e:\n    print(e.one_line()); sys.exit(int(e.code))\n"
+    )
+    before = snapshot(venv)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 10, done.stderr[-2000:]
+    assert "File too large" in done.stdout and "nothing in" in done.stdout
+    assert snapshot(venv) == before

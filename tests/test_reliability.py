@@ -34,12 +34,20 @@ ERROR = ("store error", "integrity error", "environment error", "build failed", 
 
 def big_demo_wheel(dest: Path, version: str, megabytes: int = 4, tag: str = "py3-none-any") -> Path:
     """A demo wheel carrying an incompressible payload, so that writing it takes a while."""
-    wheel = support.demo_wheel(dest, version, tag=tag)
-    with zipfile.ZipFile(wheel, "a", zipfile.ZIP_STORED) as zf:
-        zf.writestr("sage_demo/payload.bin", os.urandom(megabytes << 20))
-    # RECORD does not list the payload: pip installs it regardless; our checks use the manifest
+    wheel = demo_wheel_with(dest, version, {"sage_demo/payload.bin": os.urandom(megabytes << 20)}, tag=tag)
     support.demo_manifest(wheel)
     return wheel
+
+
+def demo_wheel_with(dest: Path, version: str, extra: dict[str, bytes | str], tag: str = "py3-none-any") -> Path:
+    """The demo wheel with ``extra`` files, every one listed in RECORD (the installer checks it)."""
+    files = {
+        "sage_demo/__init__.py": f'__version__ = "{version}"\n',
+        "sage_demo/_native.py": support.PURE_NATIVE,
+        "sage_demo/selfcheck.py": support.DEMO_CHECK,
+        **extra,
+    }
+    return support.make_wheel(dest, "sage-demo", version, files, tag=tag)
 
 
 def store_problems(root: Path) -> list[str]:
@@ -314,6 +322,16 @@ def test_file_size_limit_while_building(tasks, tmp_path, torch_index, wheelhouse
 # ---------------------------------------------------------------- 5. a failed install keeps the old one
 
 
+def _package_files(venv: Path) -> dict[str, str]:
+    """Every file of the demo package and its metadata (bytecode aside), with its sha256."""
+    site = next((venv.parent.parent / "lib").glob("python3.*/site-packages"))
+    return {
+        str(p.relative_to(site)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in site.rglob("*")
+        if p.is_file() and p.relative_to(site).parts[0].startswith("sage_demo") and "__pycache__" not in p.parts
+    }
+
+
 def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_index, no_gpu_path):
     env = {**os.environ, "SAGE_STORE": str(tmp_path / "store"), "TORCH_INDEX_URL": torch_index}
     recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
@@ -323,25 +341,42 @@ def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_i
     venv = support.make_venv(tmp_path / "venv")
     assert tasks("pin", "--python", str(venv), env=env).returncode == 0
     assert tasks("fetch", "--python", str(venv), "--recipe", str(recipe), env=env).returncode == 0
+    before = _package_files(venv)
+    invoke = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO)]
 
-    # v2: a newer build whose install writes an 8 MB file (a small wheel: zeros compress well)
-    v2 = support.demo_wheel(tmp_path / "v2", "0.1.0+cu128torch2.8.0.fix1")
-    with zipfile.ZipFile(v2, "a", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("sage_demo/huge.bin", bytes(8 << 20))
+    # v2: a newer build (a 3 MB download) whose install writes a 6 MB file, under a 4 MB file-size limit
+    v2 = demo_wheel_with(tmp_path / "v2", "0.1.0+cu128torch2.8.0.fix1", {"sage_demo/huge.txt": os.urandom(3 << 20).hex()})
     support.demo_manifest(v2)
     assert tasks("publish", "--wheel", str(v2), env=env).returncode == 0
     result = subprocess.run(
-        [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "fetch", "--python", str(venv), "--recipe", str(recipe)],
+        [*invoke, "fetch", "--python", str(venv), "--recipe", str(recipe)],
         env=env, capture_output=True, text=True, preexec_fn=_limited(4), cwd=tasks.cwd,
     )  # fmt: skip
     assert result.returncode == 10, result.stderr[-2000:]
     assert "previous installation (if any) was kept" in one_line_error(result.stderr)
-    assert support.installed_version(venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
+    assert _package_files(venv) == before
+
+    # v3: installs and imports fine, then fails its quick check: only the rollback can undo it
+    v3 = support.demo_wheel(tmp_path / "v3", "0.1.0+cu128torch2.8.0.fix2")
+    support.demo_manifest(v3)
+    assert tasks("publish", "--wheel", str(v3), env=env).returncode == 0
+    failing = {**env, "SAGE_DEMO_FORCE_FAIL": "1"}
+    for command in ("fetch", "auto"):
+        result = tasks(command, "--python", str(venv), "--recipe", str(recipe), env=failing)
+        assert result.returncode == 5, result.stderr[-2000:]
+        assert "kernel test failed" in result.stderr
+        restored = [line for line in result.stderr.splitlines() if line.startswith("restored ")]
+        assert restored == [
+            f"restored sage-demo 0.1.0+cu128torch2.8.0 in {venv} "
+            "(the install of sage-demo 0.1.0+cu128torch2.8.0 → 0.1.0+cu128torch2.8.0.fix2 was rolled back)"
+        ], result.stderr[-2000:]
+        assert support.installed_version(venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
+        assert _package_files(venv) == before, "the previous installation is not back byte for byte"
     works = subprocess.run(
         [str(venv), "-m", "sage_demo.selfcheck", "--report", str(tmp_path / "r.json")], capture_output=True, text=True
     )
     assert works.returncode == 0, works.stdout + works.stderr
-    support.count_fault("failed install (old one kept)")
+    support.count_fault("failed install (old one kept)", injected=3, survived=3)
 
 
 # ---------------------------------------------------------------- 8. quarantine

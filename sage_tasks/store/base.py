@@ -45,8 +45,9 @@ class Store(Protocol):
         """Every manifest in the store (the bash installer's latest.json when there is no index)."""
         ...
 
-    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
-        """Bring the wheel into ``dest_dir``; the caller checks its size and hash."""
+    def download(self, entry: WheelManifest, dest_dir: Path, *, fresh: bool = False) -> Path:
+        """Bring the wheel into ``dest_dir``; the caller checks its size and hash. ``fresh``: do
+        not serve a cached copy (the caller found the cached one damaged)."""
         ...
 
     def commit(self, files: Files, update: Update, message: str) -> CommitResult:

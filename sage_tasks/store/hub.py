@@ -217,7 +217,7 @@ class HubStore:
         root = self.root if root is None else root
         return f"{root}/{relative}" if root else relative
 
-    def _download(self, path: str, revision: str | None = None) -> Path:
+    def _download(self, path: str, revision: str | None = None, *, fresh: bool = False) -> Path:
         from huggingface_hub import hf_hub_download
 
         return Path(
@@ -228,6 +228,7 @@ class HubStore:
                 revision=revision or self.revision,
                 token=self.token,
                 endpoint=self.endpoint,
+                force_download=fresh,
             )
         )
 
@@ -313,9 +314,10 @@ class HubStore:
         local = self._fetch_file(path)
         return None if local is None else local.read_bytes()
 
-    def download(self, entry: WheelManifest, dest_dir: Path) -> Path:
+    def download(self, entry: WheelManifest, dest_dir: Path, *, fresh: bool = False) -> Path:
+        """Through the Hugging Face cache; ``fresh`` downloads again over a cached copy (a damaged blob)."""
         path = self._path(manifest.check_relative_path(entry.wheel_path), self.active)
-        local = self._retrying(f"downloading {path}", lambda: self._download(path), attempts=1)
+        local = self._retrying(f"downloading {path}", lambda: self._download(path, fresh=fresh), attempts=1)
         manifest.check_wheel_name(local.name)
         return local
 
