@@ -5,7 +5,8 @@ compare: per round (alternating order), each into a fresh venv with empty instal
          (the baseline), ``invoke pin --installer uv`` and ``invoke pin --installer pip``; then a
          warm ``invoke pin`` on the satisfied stack, counting the installer processes it starts
          (an audit hook on subprocess.Popen inside the invoke process). Median of --runs.
-kill:    ``invoke pin`` killed (SIGKILL to its process group) after --kill-after seconds, with
+kill:    ``invoke pin`` killed (SIGKILL to its process group) --kill-after seconds after the first
+         file of torch lands in site-packages (the middle of the install phase), with
          uv and with pip: what is left in the venv (packages whose files are missing, whether
          torch imports, what ``pin --check`` says), and how long the repairing ``pin`` takes.
 
@@ -15,7 +16,7 @@ file:///opt/pypi-more/simple and pip's configured indexes, plus stand-in torchau
 cuda-bindings wheels (no local index has them) in a wheel folder. ``--standin`` uses tests/support.py's tiny stack instead.
 
     python bench/pin_bench.py compare --runs 3 [--out FILE]
-    python bench/pin_bench.py kill --kill-after 8
+    python bench/pin_bench.py kill --kill-after 1
 """
 
 from __future__ import annotations
@@ -184,19 +185,29 @@ def kill(args: argparse.Namespace, work: Path) -> dict[str, object]:
         command = invoke("pin", "--python", str(python), "--installer", installer)
         proc = subprocess.Popen(command, env=run_env, cwd=REPO, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        try:
-            proc.wait(timeout=args.kill_after)
-            finished = True
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        site = next((work / f"kill-{installer}" / "lib").glob("python3.*/site-packages"))
+        started = time.perf_counter()
+        finished = False
+        while not (site / "torch").exists():  # the install phase has begun: files land in site-packages
+            if proc.poll() is not None:
+                finished = True
+                break
+            time.sleep(0.05)
+        into_install = time.perf_counter() - started
+        if not finished:
+            time.sleep(args.kill_after)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                finished = True
             proc.wait()
-            finished = False
         left = _broken(python, [*specs, "nvidia-cublas", "filelock"])
         _, check = timed(invoke("pin", "--python", str(python), "--check"), run_env, check=False)
         repair_s, repair = timed(command, run_env, check=False)
         after = _broken(python, [*specs, "nvidia-cublas", "filelock"])
         results[installer] = {
             "finished_before_kill": finished,
+            "install_phase_began_after_s": round(into_install, 2),
             "left_after_kill": left,
             "pin_check_exit": check.returncode,
             "pin_check_says": (check.stderr.strip().splitlines() or [""])[-1][:300],
@@ -212,7 +223,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=("compare", "kill"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--kill-after", type=float, default=8.0)
+    parser.add_argument("--kill-after", type=float, default=1.0, help="seconds into the install phase")
     parser.add_argument("--standin", action="store_true", help="tiny stand-in wheels instead of the real stack")
     parser.add_argument("--out")
     args = parser.parse_args()
