@@ -10,8 +10,9 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
+from . import redaction
 from .errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -24,15 +25,36 @@ def file_name(url: str) -> str:
     return unquote(urlparse(url).path.rsplit("/", 1)[-1])
 
 
-def check_scheme(url: str, allow_http: bool) -> str:
-    scheme = urlparse(url).scheme.lower()
-    if scheme == "https" or scheme == "file":
+INSECURE_URL_VARS = ("SAGE_ALLOW_INSECURE_URLS", "SAGE_ALLOW_HTTP")  # the second: the older name
+
+
+def check_url(url: str, allow_insecure: bool, what: str) -> str:
+    """Refuse a URL before pip, uv or our downloader sees it: credentials in it (userinfo)
+    always, ``http://`` and ``file://`` unless ``SAGE_ALLOW_INSECURE_URLS=1`` (offline mirrors,
+    tests), anything else always. Returns the scheme."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{what} carries credentials in its address ({redaction.redact(url)})",
+            "give credentials through ~/.netrc or a keyring, never inside the URL",
+        )
+    if scheme == "https" and parts.hostname:
         return scheme
-    if scheme == "http":
-        if allow_http:
+    if scheme in ("http", "file") and (parts.hostname or scheme == "file"):
+        if allow_insecure:
             return scheme
-        raise ConfigError(f"refusing plain-HTTP URL {url}", "use https, or set SAGE_ALLOW_HTTP=1 if you really mean it")
-    raise ConfigError(f"unsupported URL scheme in {url!r}", "use an https:// URL")
+        kind = "plain-HTTP" if scheme == "http" else "file://"
+        raise ConfigError(
+            f"refusing {kind} URL {redaction.redact(url)} for {what}",
+            "use https, or set SAGE_ALLOW_INSECURE_URLS=1 for a trusted offline mirror",
+        )
+    raise ConfigError(f"{what} {redaction.redact(url)!r} is not an https:// URL", "use an https:// URL")
+
+
+def check_scheme(url: str, allow_http: bool) -> str:
+    """``WHEEL_URL``'s check (``allow_http``: SAGE_ALLOW_INSECURE_URLS or SAGE_ALLOW_HTTP)."""
+    return check_url(url, allow_http, "WHEEL_URL")
 
 
 def fetch(

@@ -18,6 +18,26 @@ class _RedactingFormatter(logging.Formatter):
         return redaction.redact(super().format(record))
 
 
+# Third-party loggers whose records can carry an endpoint with credentials or a signed URL
+# (retry warnings print the URL). Their records, and `warnings`, go through our handler.
+THIRD_PARTY = ("huggingface_hub", "requests", "urllib3", "httpx", "httpcore", "filelock", "py.warnings")
+_plain_factory = logging.getLogRecordFactory()
+
+
+def _redacting_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Every record, from any logger and for any handler (huggingface_hub installs its own
+    stderr handler), carries its message already redacted."""
+    record = _plain_factory(*args, **kwargs)
+    try:
+        text = record.getMessage()
+    except Exception:  # a foreign record whose arguments do not fit its format: keep it as it is
+        return record
+    record.msg, record.args = redaction.redact(text), None
+    if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+        record.exc_text = redaction.redact(logging.Formatter().formatException(record.exc_info))
+    return record
+
+
 def configure(verbose: bool = False, env: Mapping[str, str] | None = None) -> None:
     """Send our log records to stderr. ``SAGE_TASKS_VERBOSE=1`` or ``verbose`` shows debug lines."""
     env = os.environ if env is None else env
@@ -30,6 +50,15 @@ def configure(verbose: bool = False, env: Mapping[str, str] | None = None) -> No
     handler.setFormatter(_RedactingFormatter("%(message)s"))
     logger.addHandler(handler)
     logger.propagate = False
+    logging.setLogRecordFactory(_redacting_record)
+    logging.captureWarnings(True)
+    for name in THIRD_PARTY:
+        other = logging.getLogger(name)
+        for old in list(other.handlers):
+            other.removeHandler(old)
+        other.addHandler(handler)
+        other.setLevel(logging.DEBUG if level == logging.DEBUG else logging.WARNING)
+        other.propagate = False
 
 
 def step(logger: logging.Logger, title: str) -> None:

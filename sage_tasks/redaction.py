@@ -1,8 +1,10 @@
 """Keep secrets out of everything we print or write.
 
 Every token we are handed is registered here; ``redact`` replaces registered values, anything
-shaped like a Hugging Face token, and credentials inside URLs (``user:pass@``, ``?token=``). Logging, error lines, reports and manifests pass
-through ``redact`` before they leave the process.
+shaped like a Hugging Face token, credentials inside URLs (``tok@``, ``user:pass@``), signed-URL
+query parameters (``X-Amz-Signature=``, ``sig=``, ``token=``…) and ``Authorization`` headers.
+Every log record (ours, huggingface_hub's, requests' and urllib3's, and ``warnings``), error
+lines, reports and manifests pass through ``redact`` before they leave the process.
 """
 
 from __future__ import annotations
@@ -12,9 +14,20 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{20,}")
-_BEARER = re.compile(r"(?i)(authorization:\s*bearer\s+)\S+")
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@:]+:[^/\s@]+@")
-_URL_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|access_token|api_key|key|sig|signature|x-amz-signature)=)[^&\s#]+")
+# `Authorization: Bearer …` / `Basic …` as headers are echoed (also as a dict's repr or JSON)
+_AUTH_HEADER = re.compile(
+    r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)((?:bearer|basic|token|digest)\s+)?[^\s\"',}]+"
+)
+_BEARER = re.compile(r"(?i)\b((?:bearer|basic)\s+)[A-Za-z0-9._~+/=-]{8,}")
+# user, or user and password, before the last `@` of a URL's authority (a password may hold `@` or `:`)
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#\"'<>]*@")
+# signed-URL and token query parameters (S3/GCS/Azure presigned URLs, OAuth)
+_SECRET_PARAMS = "|".join(
+    ("token", "access_token", "refresh_token", "id_token", "api_key", "apikey", "key", "sig", "signature",
+     "password", "secret", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "x-goog-signature",
+     "x-goog-credential")
+)  # fmt: skip
+_URL_SECRET_PARAM = re.compile(rf"(?i)([?&;](?:{_SECRET_PARAMS})=)[^&\s#\"'<>]+")
 _REDACTED = "***"
 _known: set[str] = set()
 
@@ -40,6 +53,7 @@ def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
 def redact(text: str) -> str:
     for value in sorted(_known, key=len, reverse=True):
         text = text.replace(value, _REDACTED)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + (m.group(2) or "") + _REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + _REDACTED, text)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + _REDACTED + "@", text)
     text = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + _REDACTED, text)

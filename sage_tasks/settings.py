@@ -193,7 +193,10 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         wheel_url=env.get("WHEEL_URL", "").strip() or None,
         wheel_sha256=(env.get("WHEEL_SHA256", "").strip().lower() or None),
         allow_unsafe_wheel=env.get("ALLOW_UNSAFE_WHEEL", "0").strip().lower() in TRUE,
-        allow_http=env.get("SAGE_ALLOW_HTTP", "0").strip().lower() in TRUE,
+        # one named switch for http:// and file:// URLs (SAGE_ALLOW_HTTP: its older name)
+        allow_http=any(
+            env.get(name, "0").strip().lower() in TRUE for name in ("SAGE_ALLOW_INSECURE_URLS", "SAGE_ALLOW_HTTP")
+        ),
         env=env,
         verbose=bool(flags.get("verbose")),
         recipe_origin=recipe_origin,

@@ -1,0 +1,163 @@
+"""Secrets never leave the process, in any shape: generated secrets as a URL's user or password
+(with `@` and `:` in it), as signed-URL parameters, in `Authorization` headers, registered
+tokens; checked in `redact`, in every log record (ours, huggingface_hub's, requests', urllib3's,
+`warnings`), in error lines and in the files and output of real task runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sage_tasks import log as logsetup
+from sage_tasks import redaction
+from sage_tasks.errors import StoreError
+from tests import support
+
+# a secret: long enough to be one, with the characters URLs and passwords really hold
+SECRET = st.text(
+    alphabet=st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+=%!$"),
+    min_size=12,
+    max_size=40,
+).filter(lambda s: s.strip("._-~+=%!$") == s and not s.isdigit())
+PARAMS = st.sampled_from(
+    ["X-Amz-Signature", "X-Amz-Credential", "Signature", "sig", "token", "access_token", "x-amz-security-token"]
+)
+HOST = st.sampled_from(["huggingface.co", "bucket.s3.amazonaws.com", "mirror.example.org:8443", "127.0.0.1:9"])
+
+
+@st.composite
+def secret_in_a_shape(draw) -> tuple[str, str, str]:
+    """(shape, text holding the secret, the secret)."""
+    secret = draw(SECRET)
+    host = draw(HOST)
+    shape = draw(st.sampled_from(["user", "password", "password-with-at", "param", "bearer", "basic", "header-dict"]))
+    if shape == "user":
+        text = f"https://{secret}@{host}/whl/cu128"
+    elif shape == "password":
+        text = f"https://user:{secret}@{host}/x.whl"
+    elif shape == "password-with-at":
+        text = f"https://me:{secret[:6]}@:{secret[6:]}@{host}/x.whl"
+        secret = f"{secret[:6]}@:{secret[6:]}"
+    elif shape == "param":
+        other = draw(st.sampled_from(["", "a=1&", "X-Amz-Date=20250101T000000Z&"]))
+        text = f"https://{host}/w/x.whl?{other}{draw(PARAMS)}={secret}&after=1"
+    elif shape == "bearer":
+        text = f"Authorization: Bearer {secret}"
+    elif shape == "basic":
+        text = f"authorization: Basic {secret}"
+    else:
+        text = repr({"authorization": f"Bearer {secret}", "user-agent": "x"})
+    prefix = draw(st.sampled_from(["", "GET ", "retrying ", "error at <", "("]))
+    suffix = draw(st.sampled_from(["", " failed", ">", ")", "\n", '", "next": 1']))
+    return shape, prefix + text + suffix, secret
+
+
+def parts(secret: str) -> list[str]:
+    """The pieces of a secret that must not show either (a password split at its `@`)."""
+    return [p for p in secret.replace(":", "@").split("@") if len(p) >= 6]
+
+
+@settings(max_examples=600, deadline=None)
+@given(secret_in_a_shape())
+def test_redact_removes_the_secret_in_every_shape(case):
+    shape, text, secret = case
+    out = redaction.redact(text)
+    for piece in parts(secret):
+        if piece not in text.replace(secret, ""):  # a piece that is also the host name is no leak
+            assert piece not in out, (shape, text, out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=secret_in_a_shape())
+def test_every_log_record_and_warning_is_redacted(case):
+    _, text, secret = case
+    stream = io.StringIO()
+    saved, sys.stderr = sys.stderr, stream
+    logsetup.configure(verbose=True, env={})
+    try:
+        # huggingface_hub puts its own handler on its logger when imported: records reach it redacted too
+        foreign = logging.getLogger("huggingface_hub.utils._http")
+        own = logging.StreamHandler(stream)
+        logging.getLogger("huggingface_hub").addHandler(own)
+        foreign.warning("Retrying in 1s [Retry 1/5]: %s", text)
+        logging.getLogger("urllib3.connectionpool").warning("Retrying (%r) after connection broken: %s", 1, text)
+        logging.getLogger("requests").error(text)
+        logging.getLogger("sage_tasks.fetch").info("download of %s", text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn(f"insecure request to {text}", UserWarning, stacklevel=1)
+        line = StoreError(f"cannot read {text}").one_line()
+        logging.getLogger("huggingface_hub").removeHandler(own)
+    finally:
+        sys.stderr = saved
+        logging.setLogRecordFactory(logsetup._plain_factory)
+        logging.captureWarnings(False)
+    written = stream.getvalue()
+    assert "Retrying" in written and "insecure request" in written
+    for piece in parts(secret):
+        if piece not in text.replace(secret, ""):
+            assert piece not in written
+            assert piece not in redaction.redact(line)
+
+
+def test_tasks_never_print_or_write_a_secret(tmp_path):
+    """Real runs: a token in HF_TOKEN, in WHEEL_URL's userinfo, as a signed-URL parameter of the
+    torch index; stdout, stderr, the run report, the store's manifests, index and files."""
+    token = "hf_" + "Q7x" * 10
+    signature = "SIGabc123def456ghi789"
+    store = tmp_path / "store"
+    env = {
+        **os.environ,
+        "SAGE_STORE": str(store),
+        "SAGE_TASKS_CACHE": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+        "HF_TOKEN": token,
+        "TORCH_INDEX_URL": f"https://mirror.invalid/whl/cu128?X-Amz-Signature={signature}",
+    }
+    wheel = support.demo_wheel(tmp_path / "dist")
+    support.demo_manifest(wheel, torch_index_url=f"https://mirror.invalid/whl/cu128?sig={signature}")
+    recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
+
+    def invoke(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), *args],
+            env={**env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    runs = [
+        invoke("publish", "--wheel", str(wheel), "--verbose"),
+        invoke("pin", "--dry-run", "--arch", "12.0", "--recipe", str(recipe), "--verbose"),
+        invoke("auto", "--dry-run", "--arch", "12.0", "--recipe", str(recipe), "--report", str(tmp_path / "r.json")),
+        invoke(
+            "fetch",
+            "--dry-run",
+            "--recipe",
+            str(recipe),
+            WHEEL_URL=f"https://me:{token}@files.invalid/x-1-py3-none-any.whl",
+            WHEEL_SHA256="0" * 64,
+        ),
+        invoke("fetch", "--recipe", str(recipe), WHEEL_URL=f"https://{token}@files.invalid/x.whl"),
+    ]
+    assert runs[0].returncode == 0, runs[0].stderr
+    assert (tmp_path / "r.json").is_file() and json.loads((tmp_path / "r.json").read_text())
+    assert any(r.returncode != 0 for r in runs[3:]), "the URLs with credentials were accepted"
+    channels = {f"run {i} {name}": getattr(r, name) for i, r in enumerate(runs) for name in ("stdout", "stderr")}
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".log", ".txt", "") and path.stat().st_size < 5_000_000:
+            channels[str(path)] = path.read_text(errors="replace")
+    assert any("mirror.invalid" in text for text in channels.values()), "the index URL was never shown"
+    for where, text in channels.items():
+        assert token not in text, where
+        assert signature not in text, where
