@@ -156,9 +156,14 @@ class HubStore:
                     f"{what}: {self.repo_type} {self.repo_id} was not found, or it is private",
                     "set HF_TOKEN to a token that can read it",
                 )
-            return StoreError(
-                f"{what}: the Hub refused the token for {self.repo_type} {self.repo_id} (HTTP {status or 404})",
-                "check that HF_TOKEN is valid and can read this repo",
+            if status == 401 or status == 403:
+                return StoreError(
+                    f"{what}: the Hub refused the token for {self.repo_type} {self.repo_id} (HTTP {status})",
+                    "check that HF_TOKEN is valid and can read this repo",
+                )
+            return StoreError(  # 404 with a token the Hub accepted: the repo is not there (for this account)
+                f"{what}: {self.repo_type} {self.repo_id} does not exist (HTTP 404), or HF_TOKEN's account cannot see it",
+                "check HF_REPO_ID and HF_REPO_TYPE, or create it with `invoke init-hf`",
             )
         if isinstance(exc, RevisionNotFoundError):
             return StoreError(
