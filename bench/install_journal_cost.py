@@ -1,0 +1,104 @@
+"""What the install transaction costs on the fetch path: the install step with the journal
+(checks, staging folder, journal, old files moved aside, new ones moved in, commit, cleanup)
+against the same wheel installed without one (the same checks and pypa ``installer`` writing
+straight into site-packages after the old version's files are deleted by its RECORD), same
+run, alternating, median of N each. The read-back import is timed on its own.
+
+    python bench/install_journal_cost.py --runs 7 [--work DIR]
+
+Both modes replace the other version of the same package (1.0 ↔ 2.0), so each does the same
+amount of removing and writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sage_tasks import install, probe, wheelcheck
+from tests import support, txn_support
+
+PACKAGE = txn_support.PACKAGE
+
+
+def with_journal(python: Path, wheel: Path, version: str) -> float:
+    target = probe.read_target(str(python), extra=[PACKAGE])
+    with install.Change(target, os.environ, command="bench") as change:
+        start = time.perf_counter()
+        change.place(wheel, PACKAGE, version)
+        change.commit()
+        return time.perf_counter() - start
+
+
+def without_journal(python: Path, wheel: Path, version: str) -> float:
+    from installer import install as unpack
+    from installer.destinations import SchemeDictionaryDestination
+
+    target = probe.read_target(str(python), extra=[PACKAGE])
+    start = time.perf_counter()
+    site = txn_support.site_packages(python)
+    for info in site.glob(f"{PACKAGE}-*.dist-info"):  # uninstall by RECORD, as pip would
+        with open(info / "RECORD", newline="") as handle:
+            for row in csv.reader(handle):
+                if row:
+                    (site / row[0]).unlink(missing_ok=True)
+        for left in info.iterdir():
+            left.unlink()
+        info.rmdir()
+    with wheelcheck.open_zip(wheel) as zf:
+        checked = wheelcheck.check(wheel, zf, PACKAGE, version)
+        destination = SchemeDictionaryDestination(
+            install.schemes(target, PACKAGE), interpreter=str(python), script_kind="posix", overwrite_existing=True
+        )
+        unpack(wheelcheck.source(checked, zf), destination, install._provenance(wheel))
+    return time.perf_counter() - start
+
+
+def read_back(python: Path, version: str) -> float:
+    target = probe.read_target(str(python), extra=[PACKAGE])
+    start = time.perf_counter()
+    install.read_back(target, PACKAGE, version, [PACKAGE], os.environ, "bench")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--work", default=None)
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="sage-journal-"))
+    wheels = {
+        "1.0": txn_support.big_wheel(work / "a", "1.0", seed=1, modules=range(1000)),
+        "2.0": txn_support.big_wheel(work / "b", "2.0", seed=2, modules=range(300, 1300)),
+    }
+    python = support.make_venv(work / "venv")
+    without_journal(python, wheels["1.0"], "1.0")
+    times: dict[str, list[float]] = {"with journal": [], "without journal": [], "read-back import": []}
+    current = "1.0"
+    for run in range(args.runs):
+        order = ("with journal", "without journal") if run % 2 == 0 else ("without journal", "with journal")
+        for mode in order:
+            new = "2.0" if current == "1.0" else "1.0"
+            step = with_journal if mode == "with journal" else without_journal
+            times[mode].append(step(python, wheels[new], new))
+            current = new
+            assert txn_support.judge(python, wheels).holds == new
+        times["read-back import"].append(read_back(python, current))
+    print(f"wheel: {wheels['1.0'].stat().st_size / 2**20:.1f} MiB, 1,000+ members; {args.runs} runs each, alternating; {work}")
+    for mode, values in times.items():
+        print(f"{mode:18} median {statistics.median(values):.3f} s  (min {min(values):.3f}, max {max(values):.3f})")
+    ratio = statistics.median(times["with journal"]) / statistics.median(times["without journal"])
+    print(f"install step with / without the journal: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
