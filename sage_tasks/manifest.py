@@ -480,6 +480,21 @@ def read_folder(index_data: Any | None, latest_data: Any | None, where: str) -> 
     return FolderRead(index, has_index, has_latest, tuple(notes))
 
 
+def beside_note(configured: str, index: Index, installer_latest: Any) -> str | None:
+    """A line when the bash installer's own folder sits beside a sage-tasks store in another
+    folder and holds a wheel this store lacks (pure): neither tool sees the other's wheels."""
+    if not isinstance(installer_latest, dict) or "schema_version" in installer_latest:
+        return None
+    if any(w.wheel_sha256 == installer_latest.get("wheel_sha256") for w in index.wheels):
+        return None
+    name = installer_latest.get("wheel_file")
+    return (
+        f"the bash installer's {INSTALLER_FOLDER}/ ({name if isinstance(name, str) else 'its wheel'}) is not part "
+        f"of the store in {configured}/: fetch does not see its wheel and its machines do not see these; to share "
+        f"one folder, set REMOTE_DIR={INSTALLER_FOLDER}, run `invoke adopt` and publish there"
+    )
+
+
 def fallback_notes(configured: str, found: FolderRead) -> list[str]:
     """What to say when the store is found in the installer's folder: one line, plus what else
     the folder's read noticed (its "no index, adopt it" line is part of the first)."""

@@ -488,3 +488,26 @@ def test_yanking_a_labelled_wheel_takes_its_twin_and_the_pointer_along():
     assert select_wheel(yanked.wheels, support.want()).chosen is None
     back, _, _ = publish.yank_change(yanked, labelled.wheel_file, None, "t")
     assert back.latest == twin.wheel_file and not any(w.yanked for w in back.wheels)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["local", "hub"])
+def test_a_store_in_another_folder_says_the_installers_wheel_is_beside_it(kind, hub, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    theirs = installer_files(sage_wheel(tmp_path / "installer", "2.2.0"))
+    base = tmp_path / "store"
+    if kind == "hub":
+        hub.put_files(REPO_ID, theirs)
+        store = hub_store(hub, tmp_path)
+    else:
+        write_files(base, theirs)
+        store = LocalStore(base, "sageattention")
+    # a store published into its own folder before sage-tasks knew better
+    (base / "sageattention").mkdir(parents=True, exist_ok=True)
+    if kind == "hub":
+        hub.put_files(REPO_ID, {"sageattention/index.json": json.dumps({"schema_version": 1, "wheels": []}).encode()})
+    else:
+        (base / "sageattention" / "index.json").write_text(json.dumps({"schema_version": 1, "wheels": []}))
+    caplog.clear()
+    assert store.read_index().wheels == ()
+    assert f"{PLAIN_CP312}) is not part of the store" in caplog.text and "REMOTE_DIR=sageattention220" in caplog.text

@@ -122,6 +122,7 @@ class HubStore:
         self.api = HfApi(endpoint=self.endpoint, token=self.token)
         self.description = f"hf {self.repo_type} {self.repo_id}@{self.revision}:{self.root}"
         self.active = self.root  # the folder where the last read found the store
+        self._siblings: set[str] = set()  # the repo's files at the last head read
         self._told: set[str] = set()
 
     # ------------------------------------------------------------ errors and retries
@@ -298,6 +299,10 @@ class HubStore:
         # Offline (HF_HUB_OFFLINE=1) the cache is what was asked for.
         revision = None if self.offline else self._head()
         found, folder, notes = self._read(revision)
+        beside = f"{LEGACY_FOLDER}/{manifest.LATEST_FILE}"
+        if found is not None and found.has_index and folder != LEGACY_FOLDER and beside in self._siblings:
+            note = manifest.beside_note(folder or ".", found.index, self._read_json(beside, revision))
+            notes += [note] if note else []
         self._use(folder, notes)
         return found.index if found else Index()
 
@@ -338,6 +343,7 @@ class HubStore:
             f"reading the head of {self.repo_id}",
             lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type, revision=self.revision),
         )
+        self._siblings = {s.rfilename for s in getattr(info, "siblings", None) or []}
         return info.sha
 
     def commit(self, files: Files, update: Update, message: str) -> CommitResult:

@@ -93,6 +93,11 @@ class LocalStore:
             if other is not None:
                 extra = [n for n in other_notes if n not in other.notes]  # unreadable files
                 return installer, other, [*manifest.fallback_notes(str(self.root), other), *extra]
+        if found is not None and found.has_index and self.root != installer:
+            beside = manifest.beside_note(
+                str(self.root), found.index, self._json(installer / manifest.LATEST_FILE, notes)
+            )
+            notes += [beside] if beside else []
         return self.root, found, notes
 
     def _use(self, root: Path, notes: list[str]) -> None:
