@@ -47,7 +47,7 @@ published by [sage-tasks](https://github.com/) after a kernel test on the target
 ## Layout
 ```
 {root}/index.json                  every wheel's manifest (read once to choose a wheel)
-{root}/latest.json                 pointer to the default variant (bash installer field names)
+{root}/latest.json                 the bash installer's pointer: only a wheel it accepts on an RTX 5090
 {root}/wheels/<wheel file>
 {root}/manifests/<wheel file>.json
 ```
@@ -62,6 +62,8 @@ invoke auto                   # pins the stack, fetches the matching wheel, chec
 ```
 `invoke fetch --dry-run` shows which wheel fits the machine and why the others do not.
 Never install a wheel from here with plain pip unless torch, CUDA and the GPU arch match its manifest.
+Wheels named `sageattention-2.2.0-<build tag>-…` are plain-version twins of the labelled ones (same
+binaries) for machines still running the bash installer, which requires the version `2.2.0` exactly.
 """
 
 
