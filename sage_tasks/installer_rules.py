@@ -33,23 +33,14 @@ POINTER_ARCH = "12.0"  # the installer's machines: RTX 5090
 
 @dataclass(frozen=True)
 class Expect:
-    """What the installer is configured to expect (its defaults unless its variables say else)."""
+    """What the installer expects: its defaults (machines running it may set its variables; the
+    pointer is written for the defaults)."""
 
     version: str = "2.2.0"  # SAGE_EXPECT_VERSION (empty: the version check is off)
     sage_version: str = "2.2.0"  # SAGE_VERSION: the local wheel glob
     repo: str = "thu-ml/SageAttention"
     ref: str = "v2.2.0"  # SAGE_SOURCE_REF
     allow_unsafe: bool = False  # ALLOW_UNSAFE_WHEEL=1
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Expect:
-        sage = env.get("SAGE_VERSION") or cls.sage_version
-        return cls(
-            version=env.get("SAGE_EXPECT_VERSION", sage),
-            sage_version=sage,
-            ref=env.get("SAGE_SOURCE_REF") or cls.ref,
-            allow_unsafe=env.get("ALLOW_UNSAFE_WHEEL", "0").strip().lower() in ("1", "true", "yes"),
-        )
 
 
 def manifest_reasons(record: Mapping[str, Any], expect: Expect = Expect()) -> list[str]:
