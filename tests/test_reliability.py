@@ -345,7 +345,9 @@ def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_i
     invoke = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO)]
 
     # v2: a newer build (a 3 MB download) whose install writes a 6 MB file, under a 4 MB file-size limit
-    v2 = demo_wheel_with(tmp_path / "v2", "0.1.0+cu128torch2.8.0.fix1", {"sage_demo/huge.txt": os.urandom(3 << 20).hex()})
+    v2 = demo_wheel_with(
+        tmp_path / "v2", "0.1.0+cu128torch2.8.0.fix1", {"sage_demo/huge.txt": os.urandom(3 << 20).hex()}
+    )
     support.demo_manifest(v2)
     assert tasks("publish", "--wheel", str(v2), env=env).returncode == 0
     result = subprocess.run(
@@ -372,11 +374,30 @@ def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_i
         ], result.stderr[-2000:]
         assert support.installed_version(venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
         assert _package_files(venv) == before, "the previous installation is not back byte for byte"
+    # v4: its import raises (fetch used to install it and exit 0)
+    v4 = demo_wheel_with(
+        tmp_path / "v4", "0.1.0+cu128torch2.8.0.fix3", {"sage_demo/__init__.py": "import no_such_module\n"}
+    )
+    support.demo_manifest(v4)
+    assert tasks("publish", "--wheel", str(v4), env=env).returncode == 0
+    result = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), env=env)
+    assert result.returncode == 10, result.stderr[-2000:]
+    assert (
+        "`import sage_demo`" in one_line_error(result.stderr)
+        and "\nrestored sage-demo 0.1.0+cu128torch2.8.0" in result.stderr
+    )
+    assert _package_files(venv) == before
+    # a WHEEL_URL wheel must be the recipe's package
+    torch = support.standin_torch_stack(tmp_path / "torch")[0]
+    digest = hashlib.sha256(torch.read_bytes()).hexdigest()
+    result = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), env={**env, "WHEEL_URL": torch.as_uri(), "WHEEL_SHA256": digest, "SAGE_ALLOW_INSECURE_URLS": "1"})  # fmt: skip
+    assert result.returncode == 7 and "not a sage-demo wheel" in one_line_error(result.stderr), result.stderr[-2000:]
+    assert _package_files(venv) == before
     works = subprocess.run(
         [str(venv), "-m", "sage_demo.selfcheck", "--report", str(tmp_path / "r.json")], capture_output=True, text=True
     )
     assert works.returncode == 0, works.stdout + works.stderr
-    support.count_fault("failed install (old one kept)", injected=3, survived=3)
+    support.count_fault("failed install (old one kept)", injected=5, survived=5)
 
 
 # ---------------------------------------------------------------- 8. quarantine
