@@ -62,7 +62,7 @@ def test_the_controls_cover_every_class_of_near_miss():
     for wanted in (
         "clean",
         "scale +2% everywhere",
-        "scale -2% in the last query tile of one head",
+        "scale -2% in one middle query tile of one head",
         "scale +2% in one head",
         "scale -2% in one batch element",
         "2 rows of one middle tile wrong",
@@ -89,12 +89,12 @@ def test_local_defects_pass_the_whole_tensor_and_are_caught_per_tile_and_head():
     outs = kc.controls(q, k, v, case["layout"], case["causal"], case["sm_scale"], "fp8_pv", noise)
     limits = kc.THRESHOLDS["fp8_pv"]
     for label, level in (
-        ("scale -2% in the last query tile of one head", "tile 15 (rows 960-999)"),
+        ("scale -2% in one middle query tile of one head", "tile 8 (rows 512-575) of batch 0 head 7"),
         ("2 rows of one middle tile wrong", "tile 8 (rows 512-575)"),
         ("last query tile not written (zeros)", "tile 15"),
         ("scale +2% in one head", "batch 0 head 7"),
     ):
-        ok, reasons, summary = kc.judge(outs[label], ref, q, case["layout"], limits)
+        ok, reasons, summary = kc.judge(outs[label], ref, q, case["layout"], limits, case["causal"])
         whole = summary["tensor"]
         assert whole["min_cos"] >= limits["tensor"]["min_cos"], (label, whole)
         assert whole["max_rel_l1"] <= limits["tensor"]["max_rel_l1"], (label, whole)
@@ -282,3 +282,24 @@ def test_a_package_that_replaces_torch_sdpa_is_refused(tmp_path):
     code, report, _ = run_check(tmp_path, body)
     assert (code, report["status"]) == (kc.EXIT_FAILED, "failed")
     assert "scaled_dot_product_attention was replaced" in report["summary"]
+
+
+def test_a_head_wide_defect_within_the_tile_limits_fails_at_the_head_level():
+    """Heads have more rows than tiles, hence less noise and tighter limits: a defect spread
+    evenly over one head, inside every tile limit, is still caught at the head level."""
+    gen = torch.Generator().manual_seed(6)
+    q = torch.randn(2, 4, 640, 64, generator=gen)
+    ref = kc.reference(q, q, q, "HND", False)
+    for family, limits in kc.THRESHOLDS.items():
+        head, tile = limits["head"], limits["tile"]
+        out = ref.clone()
+        if head["max_norm_dev"] < tile["max_norm_dev"]:  # a bias between the two limits
+            out[1, 2] *= 1 + (head["max_norm_dev"] + tile["max_norm_dev"]) / 2
+        else:  # noise whose relative L1 lies between the two limits
+            assert head["max_rel_l1"] < tile["max_rel_l1"], family
+            sigma = (head["max_rel_l1"] + tile["max_rel_l1"]) / 2
+            rms = ref[1, 2].pow(2).mean(-1, keepdim=True).sqrt()
+            out[1, 2] += sigma * rms * torch.randn(ref[1, 2].shape, generator=gen)
+        ok, reasons, _ = kc.judge(out, ref, q, "HND", limits)
+        assert not ok and reasons, family
+        assert all(r.endswith("in batch 1 head 2") for r in reasons), (family, reasons)
