@@ -286,12 +286,6 @@ class Change:
         finally:
             self._stack.close()
 
-    def refreshed(self) -> TargetEnv:
-        """The target as it is after recovery (unchanged if nothing was recovered)."""
-        if not self.recovered:
-            return self.target
-        return probe.read_target(self.target.python, extra=list(self.target.installs), env=self.env)
-
     def install(self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None) -> TargetEnv:
         """Stage, journal, move into place, read back. The transaction stays open: ``commit`` ends it."""
         target = target or self.target

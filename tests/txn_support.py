@@ -344,7 +344,11 @@ def kill_campaign(
     tallies = (Tally(), Tally())
     plan = [("boundary", BOUNDARIES[i % len(BOUNDARIES)]) for i in range(boundary_kills)]
     plan += [("random", None)] * random_kills
-    for n, (mode, step) in enumerate(plan):
+    retries = 2 * random_kills  # a random kill that lands after the process ended is tried again
+    n = -1
+    while plan:
+        mode, step = plan.pop(0)
+        n += 1
         old = current()
         new = next(v for v in versions if v != old)
         (work / "paused").unlink(missing_ok=True)
@@ -361,6 +365,9 @@ def kill_campaign(
         proc.communicate()
         if not reached:
             log(f"kill {n} ({mode} {step}): the process had finished before the kill; not counted")
+            if mode == "random" and retries > 0:
+                retries -= 1
+                plan.append((mode, step))
             continue
         recover()
         state = judge(python, wheels)
