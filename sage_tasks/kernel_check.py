@@ -23,7 +23,7 @@ q/k and, for FP8 families, FP8-e4m3 v, plus noise at the measured level) must pa
 control must fail: garbage (zeros, noise, rolled heads, shuffled keys) and near misses, one
 defect each (2 % scale everywhere / in one tile / one head / one batch element, a corrupted
 tile or head, masking errors, softmax-scale errors, the wrong output dtype). A control that
-passes fails the check: "the gate is blind to ...".
+passes fails the check: "the gate is blind to ...". ``--quick`` (install time) runs none.
 
 Speed: ``sageattn`` vs torch's SDPA (CUDA events, medians, interleaved), only on an arch where
 ``sageattn`` passed; a figure above the GPU's dense peak (PEAK_TFLOPS) is a measurement error.
@@ -610,7 +610,8 @@ def accuracy(sa, arch, device, seed, case_numbers, path_filter=None, control_cas
                 continue
             try:
                 out = fn(q, k, v, case["layout"], case["causal"], case["sm_scale"])
-                torch.cuda.synchronize(device)
+                if str(device).startswith("cuda"):
+                    torch.cuda.synchronize(device)
             except Exception as exc:
                 checks.append(
                     {
@@ -853,8 +854,9 @@ def run(args):
         for arch, (index, name) in archs.items():
             device = f"cuda:{index}"
             with torch.cuda.device(index):
-                # at install time (--quick) the controls of the first case suffice
-                control_cases = cases[:1] if args.quick else cases
+                # --quick (install time, a budget of seconds) runs no controls: they test the gate,
+                # which the full check (before any publish) and the CPU tests in CI have proven
+                control_cases = () if args.quick else cases
                 checks, control_rows = accuracy(sa, arch, device, seed, cases, path_filter, control_cases)
                 report["checks"] += checks
                 report["controls"] += control_rows

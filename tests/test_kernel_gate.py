@@ -7,6 +7,7 @@ failure instead of a skip: a weakened gate must fail CI, not vanish from it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -303,3 +304,66 @@ def test_a_head_wide_defect_within_the_tile_limits_fails_at_the_head_level():
         ok, reasons, _ = kc.judge(out, ref, q, "HND", limits)
         assert not ok and reasons, family
         assert all(r.endswith("in batch 1 head 2") for r in reasons), (family, reasons)
+
+
+STAND_IN_KERNELS = '''
+"""Stand-in SageAttention for the gate's own test: exact attention plus 1 % noise; the sm90
+kernel is 2 % too large (a wrong dequantisation scale)."""
+import torch
+import torch.nn.functional as F
+
+
+def _attention(q, k, v, tensor_layout="HND", is_causal=False, sm_scale=None, **_):
+    if tensor_layout == "NHD":
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
+    o = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=is_causal, scale=sm_scale)
+    o = o + 0.01 * o.pow(2).mean(-1, keepdim=True).sqrt() * torch.randn(o.shape, generator=torch.Generator().manual_seed(5))
+    o = o.to(q.dtype)
+    return o.transpose(1, 2) if tensor_layout == "NHD" else o
+
+
+sageattn = sageattn_qk_int8_pv_fp16_triton = sageattn_qk_int8_pv_fp16_cuda = sageattn_qk_int8_pv_fp8_cuda = _attention
+
+
+def sageattn_qk_int8_pv_fp8_cuda_sm90(q, k, v, **kw):
+    return (_attention(q, k, v, **kw).float() * 1.02).to(q.dtype)
+'''
+
+
+def test_the_gate_runs_every_path_and_names_the_broken_one(tmp_path, monkeypatch, capsys):
+    package = tmp_path / "sageattention"
+    package.mkdir()
+    (package / "__init__.py").write_text(STAND_IN_KERNELS)
+    (package / "core.py").write_text("SM80_ENABLED = SM89_ENABLED = SM90_ENABLED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sa = importlib.import_module("sageattention")
+    for name in ("sageattention", "sageattention.core"):  # gone again after the test
+        monkeypatch.setitem(sys.modules, name, importlib.import_module(name))
+
+    collected = {}
+    checks, controls = kc.accuracy(sa, "9.0", "cpu", 77, [4], None, [4], collected)
+    paths = {c["path"] for c in checks}
+    assert len(paths) == 9 and any("stand-in for the 12.0 family" in p for p in paths)
+    failed = [c for c in checks if c["ok"] is False]
+    assert [c["path"] for c in failed] == ["cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32"]
+    assert any("norm ratio 1.02" in r for r in failed[0]["reasons"])
+    assert failed[0]["rerun"].endswith(
+        "--seed 77 --case 4 --path 'cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32' --arch 9.0"
+    )
+    assert controls and all(r["as_expected"] for r in controls)
+    assert {r["family"] for r in controls} == {"fp16_pv", "fp8_pv"}
+    spread = kc.distributions(collected)
+    auto = spread["sageattn (auto)"]
+    assert auto["family"] == "fp8_pv" and {"tensor", "head", "tile", "edge_tile"} <= set(auto)
+    assert auto["tile"]["norm_dev"]["max"] < 0.01 and auto["tile"]["cos"]["min"] > 0.999
+    report = {"checks": checks, "controls": controls, "speed": [], "archs": [], "summary": ""}
+    report, code = kc._verdict(report, 77)
+    assert code == kc.EXIT_FAILED and "re-run it:" in report["summary"] and "case 4" in report["summary"]
+    report["distributions"] = {"9.0": spread}
+    report["speed"] = [{"arch": "9.0", "path": "sageattn (auto)", "status": "failed — not timed"}]
+    kc.print_table(report)
+    printed = capsys.readouterr().out
+    assert "FAILED cuda qk_int8_pv_fp8 sm90" in printed and "failed — not timed" in printed
+    assert "PASSED THE GATE" not in printed and "calib 9.0" in printed
