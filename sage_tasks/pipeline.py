@@ -162,6 +162,7 @@ def choose_recipe(settings: Settings, found: Machine, *, allow_known_bad: bool =
     if chosen.name != settings.recipe.name:
         chosen.check_archs(settings.arch)
         settings = dataclasses.replace(settings, recipe=chosen)
+    log.info("recipe: %s", why)
     return settings, why
 
 
@@ -242,7 +243,6 @@ def _auto(
         settings, why = choose_recipe(settings, found, allow_known_bad=allow_known_bad)
         report.result["recipe"] = {"name": settings.recipe.name, "why": why}
         rec.detail += f"; recipe {why}"
-        log.info("recipe: %s", why)
     store = open_store(settings.store, settings.env)
     with report.stage("index") as rec:
         index = store.read_index()
