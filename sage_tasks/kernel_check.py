@@ -635,6 +635,7 @@ def accuracy(sa, arch, device, seed, case_numbers, path_filter=None, control_cas
                 max_abs=_round(summary.get("max_abs")),
                 head=summary.get("head"),
                 tile=summary.get("tile"),
+                edge_tile=summary.get("edge_tile"),
             )
             if not ok:
                 row["rerun"] = rerun_command(seed, case_no, name, arch)

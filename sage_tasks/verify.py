@@ -146,6 +146,17 @@ def arch_verdicts(
     return tuple(merged[cc] for cc in sorted(merged, key=archs.cc_tuple))
 
 
+def _compact(check: dict[str, Any]) -> dict[str, Any]:
+    """A check as the manifest keeps it: the worst values, not where they were (the report has that)."""
+    kept = {k: v for k, v in check.items() if k != "rerun"}
+    for level in ("tile", "edge_tile", "head"):
+        if isinstance(kept.get(level), dict):
+            kept[level] = {k: v for k, v in kept[level].items() if k != "where"}
+    if isinstance(kept.get("reasons"), list):
+        kept["reasons"] = kept["reasons"][:1]
+    return kept
+
+
 def _verification(status: str, report: dict[str, Any], machine: Machine, quick: bool) -> Verification:
     def listed(key: str) -> tuple[dict[str, Any], ...]:
         value = report.get(key)
@@ -160,7 +171,7 @@ def _verification(status: str, report: dict[str, Any], machine: Machine, quick: 
         driver=machine.driver_version,
         checked_at=manifest.now(),
         summary=str(report.get("summary") or "")[:2000] or None,
-        checks=listed("checks"),
+        checks=tuple(_compact(c) for c in listed("checks")),
         speed=listed("speed"),
     )
 

@@ -179,3 +179,21 @@ def test_auto_refuses_a_known_bad_recipe_in_one_line(tasks, no_gpu_path):
     lines = [line for line in done.stderr.splitlines() if "known to fail" in line]
     assert len(lines) == 1 and "--allow-known-bad" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_the_manifest_keeps_each_checks_worst_values_not_where_they_were():
+    check = {
+        "path": "sageattn (auto)",
+        "ok": False,
+        "reasons": ["norm ratio 1.0200 off 1 by more than 0.012 in tile 3", "second"],
+        "tile": {
+            "min_cos": 0.9991,
+            "worst_norm_ratio": 1.02,
+            "where": {"cos": "tile 3 (rows 192-255) of batch 0 head 1"},
+        },
+        "rerun": "python kernel_check.py --seed 1 --case 2",
+    }
+    kept = verify._compact(check)
+    assert kept["tile"] == {"min_cos": 0.9991, "worst_norm_ratio": 1.02}
+    assert kept["reasons"] == check["reasons"][:1] and "rerun" not in kept
+    assert check["tile"]["where"]  # the report itself keeps everything
