@@ -367,3 +367,25 @@ def test_the_gate_runs_every_path_and_names_the_broken_one(tmp_path, monkeypatch
     printed = capsys.readouterr().out
     assert "FAILED cuda qk_int8_pv_fp8 sm90" in printed and "failed — not timed" in printed
     assert "PASSED THE GATE" not in printed and "calib 9.0" in printed
+
+
+def test_thresholds_too_tight_for_a_healthy_kernel_fail_the_self_test():
+    """The self-test guards both ways: limits that reject a clean realistic output are broken too."""
+    case = smaller(kc.grid()[3])
+    q, k, v = kc.make_inputs(case, 2, 3)
+    tight = {
+        "fp8_pv": {**kc.THRESHOLDS["fp8_pv"], "tile": {"min_cos": 0.99999, "max_rel_l1": 0.001, "max_norm_dev": 0.0001}}
+    }
+    rows = kc.self_test(q, k, v, case["layout"], case["causal"], case["sm_scale"], ["fp8_pv"], 2, 3, limits=tight)
+    [clean] = [r for r in rows if r["control"] == "clean"]
+    assert not clean["gate_passed"] and not clean["as_expected"]
+    report, code = kc._verdict(
+        {
+            "checks": [{"ok": True, "path": "p"}],
+            "controls": [{**clean, "case": 3, "arch": "9.0"}],
+            "speed": [],
+            "archs": [],
+        },
+        2,
+    )
+    assert code == kc.EXIT_FAILED and "rejects a clean realistic fp8_pv output" in report["summary"]
