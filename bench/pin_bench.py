@@ -180,7 +180,7 @@ def _broken(python: Path, names: list[str]) -> dict[str, object]:
 def kill(args: argparse.Namespace, work: Path) -> dict[str, object]:
     specs, env = stack_setup(work, args.standin)
     results: dict[str, object] = {"mode": "kill", "kill_after_s": args.kill_after, "stack": specs}
-    for installer in ("uv", "pip"):
+    for installer in args.installers.split(","):
         python, run_env = fresh(work, f"kill-{installer}", env)
         command = invoke("pin", "--python", str(python), "--installer", installer)
         proc = subprocess.Popen(command, env=run_env, cwd=REPO, start_new_session=True,
@@ -225,6 +225,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--kill-after", type=float, default=1.0, help="seconds into the install phase")
     parser.add_argument("--standin", action="store_true", help="tiny stand-in wheels instead of the real stack")
+    parser.add_argument("--installers", default="uv,pip", help="kill: which installers (uv,pip)")
     parser.add_argument("--out")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sage-bench-pin-"))
