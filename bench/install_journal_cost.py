@@ -92,7 +92,9 @@ def main() -> int:
             current = new
             assert txn_support.judge(python, wheels).holds == new
         times["read-back import"].append(read_back(python, current))
-    print(f"wheel: {wheels['1.0'].stat().st_size / 2**20:.1f} MiB, 1,000+ members; {args.runs} runs each, alternating; {work}")
+    print(
+        f"wheel: {wheels['1.0'].stat().st_size / 2**20:.1f} MiB, 1,000+ members; {args.runs} runs each, alternating; {work}"
+    )
     for mode, values in times.items():
         print(f"{mode:18} median {statistics.median(values):.3f} s  (min {min(values):.3f}, max {max(values):.3f})")
     ratio = statistics.median(times["with journal"]) / statistics.median(times["without journal"])

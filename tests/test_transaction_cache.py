@@ -25,9 +25,7 @@ def _flip(path: Path) -> None:
 
 
 def _blobs_of(home: Path, digest: str) -> list[Path]:
-    return [
-        p for p in home.rglob("blobs/*") if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest
-    ]
+    return [p for p in home.rglob("blobs/*") if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest]
 
 
 def test_a_damaged_hugging_face_cache_is_downloaded_again(tasks, hub, env, recipe, tmp_path):  # noqa: F811
