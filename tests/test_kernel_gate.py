@@ -353,7 +353,9 @@ def test_the_gate_runs_every_path_and_names_the_broken_one(tmp_path, monkeypatch
         "--seed 77 --case 4 --path 'cuda qk_int8_pv_fp8 sm90 accum=fp32+fp32' --arch 9.0"
     )
     assert controls and all(r["as_expected"] for r in controls)
-    assert {r["family"] for r in controls} == {"fp16_pv", "fp8_pv"}
+    assert {r["family"] for r in controls} == {"fp16_pv", "fp8_pv", "fp8_pv on sageattn's own output"}
+    on_output = {r["control"] for r in controls if r.get("on_kernel_output")}
+    assert {"scale +2% everywhere", "scale -2% in one middle query tile of one head"} <= on_output
     spread = kc.distributions(collected)
     auto = spread["sageattn (auto)"]
     assert auto["family"] == "fp8_pv" and {"tensor", "head", "tile", "edge_tile"} <= set(auto)
