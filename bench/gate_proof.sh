@@ -14,7 +14,10 @@ set -u
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gate-proof}
 mkdir -p "$OUT"
-CHECK=sage_tasks/kernel_check.py
+# run from a folder of its own (as sage-tasks does): from sage_tasks/ our module names would
+# shadow the target's packages
+CHECK=$(mktemp -d)/kernel_check.py
+cp sage_tasks/kernel_check.py "$CHECK"
 mode=${1:-calibrate}
 start=$(date +%s)
 case "$mode" in
