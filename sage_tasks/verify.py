@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,22 @@ def arch_verdicts(
                 "checked_at": checked_at,
                 "summary": str(item.get("summary") or "")[:2000] or None,
             }
+    new = {cc: v for cc, v in new.items() if re.fullmatch(r"[0-9]{1,2}\.[0-9]", cc)}  # what the schema allows
+    if (
+        not new
+        and status != "unverified"
+        and re.fullmatch(r"[0-9]{1,2}\.[0-9]", str(report.get("compute_capability") or ""))
+    ):  # a check without per-arch rows
+        cc = str(report["compute_capability"])[:16]
+        gpu = str(report.get("gpu") or "")[:300] or None
+        new[cc] = {
+            "compute_capability": cc,
+            "status": status,
+            "gpu": gpu,
+            "mode": mode,
+            "checked_at": checked_at,
+            "summary": str(report.get("summary") or "")[:2000] or None,
+        }
     carried = [cc for cc in (_cc_of(a) for a in wheel_archs) if cc]
     before_any_gpu = status == "failed" and not new  # e.g. the wheel does not import
     for cc in carried:

@@ -197,3 +197,13 @@ def test_the_manifest_keeps_each_checks_worst_values_not_where_they_were():
     assert kept["tile"] == {"min_cos": 0.9991, "worst_norm_ratio": 1.02}
     assert kept["reasons"] == check["reasons"][:1] and "rerun" not in kept
     assert check["tile"]["where"]  # the report itself keeps everything
+
+
+def test_a_check_without_per_arch_rows_still_proves_the_arch_it_names():
+    report = {"status": "passed", "compute_capability": "12.0", "gpu": "NVIDIA GeForce RTX 5090", "summary": "ok"}
+    got = verify.arch_verdicts(report, "passed", False, NOW, ("sm_120",))
+    assert [(a["compute_capability"], a["status"], a["gpu"]) for a in got] == [
+        ("12.0", "passed", "NVIDIA GeForce RTX 5090")
+    ]
+    odd = verify.arch_verdicts({"archs": [verdict("sm_90; rm -rf", "passed")]}, "passed", False, NOW, ())
+    assert odd == ()  # nothing the manifest schema would refuse on the next read
