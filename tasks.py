@@ -189,10 +189,13 @@ def fetch(
     dist="output folder for the wheel and its manifest (default: ./dist)",
     stack="stack lock to record the torch index from (default: by arch)",
     dry_run="show the build plan and stop",
+    timeout="stop the compile (and every process it started) after this many seconds",
+    allow_known_bad="build a recipe known to fail the kernel gate on these GPU archs anyway",
 ))  # fmt: skip
 def build(
-    c, python=None, recipe=None, arch=None, source=None, dist=None, stack=None, dry_run=False, json=False, verbose=False
-):
+    c, python=None, recipe=None, arch=None, source=None, dist=None, stack=None, dry_run=False, timeout=None,
+    allow_known_bad=False, json=False, verbose=False,
+):  # fmt: skip
     """Build the recipe's wheel from source for the GPU's arch (or --arch, even without a GPU).
 
     MAX_JOBS / EXT_PARALLEL are sized from cores and free memory unless set. The full log is
@@ -202,8 +205,9 @@ def build(
     from sage_tasks import pipeline
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack)
+        s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack, timeout=timeout)
         found = pipeline.machine(s)
+        s, _ = pipeline.choose_recipe(s, found, allow_known_bad=allow_known_bad)
         index_url = pipeline.resolve_stack(s, found, None).index_url
         if dry_run:
             plan = build_mod.plan_build(s, found, index_url=index_url)
@@ -412,6 +416,7 @@ def source(c, dest, recipe=None, verbose=False):
     allow_unverified="on a machine without a GPU, publish the built wheel as unverified",
     report="also write the run report (JSON) to this file",
     allow_known_bad="build a recipe known to fail the kernel gate on this GPU's arch anyway (the gate still runs)",
+    timeout="on a miss, stop the compile (and every process it started) after this many seconds",
 ))  # fmt: skip
 def auto(
     c,
@@ -429,6 +434,7 @@ def auto(
     installer=None,
     keep_stack=False,
     allow_known_bad=False,
+    timeout=None,
     json=False,
     verbose=False,
 ):
@@ -443,7 +449,7 @@ def auto(
     with _guard(verbose):
         s = _settings(
             python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack,
-            installer=installer, keep_stack=keep_stack, progress=_progress(json),
+            installer=installer, keep_stack=keep_stack, progress=_progress(json), timeout=timeout,
         )  # fmt: skip
         run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified, allow_known_bad=allow_known_bad)
         if report:

@@ -74,6 +74,7 @@ class BuildPlan:
     torch_cxx11_abi: bool | None
     stack_versions: Mapping[str, str | None] = field(default_factory=dict)
     torch_index_url: str | None = None
+    timeout_s: float | None = None  # the compile step is stopped (its whole process tree) after this
 
     @property
     def src_dir(self) -> Path:
@@ -278,6 +279,7 @@ def plan_build(
         torch_cxx11_abi=target.torch_cxx11_abi,
         stack_versions={p: target.version_of(p) for p in ("torchvision", "torchaudio", "triton")},
         torch_index_url=index_url,
+        timeout_s=settings.build_timeout,
     )
 
 
@@ -411,9 +413,25 @@ def _skipped(relative: Path) -> bool:
     return relative.parts[0] in SKIP_COPY or relative.parts[0].endswith(".egg-info") or "__pycache__" in relative.parts
 
 
+def _same_content(a: Path, b: Path) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with atomic.open_regular(a) as fa, atomic.open_regular(b) as fb:
+        while True:
+            block = fa.read(1 << 20)
+            if block != fb.read(1 << 20):
+                return False
+            if not block:
+                return True
+
+
 def sync_tree(src: Path, dest: Path) -> int:
-    """Make ``dest`` hold ``src``'s files, copying only changed ones (mtimes kept, so an
-    incremental build sees unchanged sources as unchanged). Build outputs in ``dest`` stay."""
+    """Make ``dest`` hold ``src``'s files, copying only the ones whose *content* changed.
+
+    Unchanged files keep their old modification time, so an incremental build reuses their
+    objects; a changed file gets the current time, whatever time the source file carries (a
+    checkout, an archive or an editor can give new content an old mtime: comparing mtimes then
+    shipped a stale binary). Build outputs in ``dest`` stay."""
     copied = 0
     wanted: set[Path] = set()
     for path in sorted(src.rglob("*")):
@@ -422,13 +440,12 @@ def sync_tree(src: Path, dest: Path) -> int:
             continue
         wanted.add(relative)
         target = dest / relative
-        stat = path.stat()
-        if target.exists():
-            have = target.stat()
-            if have.st_size == stat.st_size and int(have.st_mtime) == int(stat.st_mtime):
-                continue
+        if target.is_file() and _same_content(path, target):
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        target.unlink(missing_ok=True)
+        shutil.copyfile(path, target)  # the copy's mtime is now: newer than every object built before
+        shutil.copymode(path, target)
         copied += 1
     if dest.exists():
         for path in sorted(dest.rglob("*"), reverse=True):
@@ -521,12 +538,23 @@ def _built_wheel(out_dir: Path, package: str) -> Path:
     return found[0]
 
 
+def _drop_partials(dist_dir: Path) -> None:
+    for partial in dist_dir.glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+
+
 def execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
     try:
         return _execute(plan, env)
+    except (KeyboardInterrupt, runner.Interrupted) as e:  # the compiler tree is already stopped
+        _drop_partials(plan.dist_dir)
+        raise BuildError(
+            f"the build was interrupted ({'Ctrl-C' if isinstance(e, KeyboardInterrupt) else e}); "
+            "the compiler and everything it started were stopped, nothing was written to dist",
+            "build again: the objects that finished are reused",
+        ) from e
     except OSError as e:  # full disk, file-size limit: say where, leave nothing half-written in dist
-        for partial in plan.dist_dir.glob(".*.tmp"):
-            partial.unlink(missing_ok=True)
+        _drop_partials(plan.dist_dir)
         where = e.filename or plan.work_dir
         raise BuildError(
             f"writing {where} failed: {e.strerror or e}",
@@ -559,6 +587,7 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
             cwd=plan.src_dir,
             on_line=progress,
             on_heartbeat=progress.heartbeat,
+            timeout=plan.timeout_s,
             error=BuildError,
             hint=f"read the full log: {plan.log_path}",
         )

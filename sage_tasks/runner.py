@@ -7,16 +7,18 @@ return code and the tail of its output.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +145,48 @@ def run(
     return done
 
 
+class Interrupted(BaseException):
+    """SIGTERM arrived while a long command ran (raised in the main thread, like Ctrl-C)."""
+
+
+def kill_tree(proc: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+    """End a command started in its own process group, and everything it started: SIGTERM to
+    the group, then SIGKILL to whatever is left after ``grace_s`` (no orphaned compilers)."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+            if wait is not None:
+                # the leader is gone; its children may not be: one SIGKILL for the rest of the group
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While a long command runs, SIGTERM unwinds like Ctrl-C (so that its tree is killed)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def stream(
     args: Sequence[str | os.PathLike[str]],
     *,
@@ -152,10 +196,12 @@ def stream(
     on_line: Callable[[str], None] | None = None,
     heartbeat_s: float = 30.0,
     on_heartbeat: Callable[[float, str], None] | None = None,
+    timeout: float | None = None,
     error: type[SageTasksError] = CommandFailed,
     hint: str | None = None,
 ) -> Completed:
-    """Run a long command; every output line goes to ``log_path``, progress to the callbacks."""
+    """Run a long command in its own process group; every output line goes to ``log_path``,
+    progress to the callbacks. Ctrl-C, SIGTERM or ``timeout`` seconds end the whole tree."""
     argv = [str(a) for a in args]
     log.info("+ %s", quote(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,24 +214,34 @@ def stream(
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
             bufsize=1,
+            start_new_session=True,  # its own process group: we can end everything it starts
         )
     except OSError as e:
         raise _cannot_start(error, argv, e, hint) from e
 
     stop = threading.Event()
+    timed_out = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(heartbeat_s):
-            if on_heartbeat is not None:
-                on_heartbeat(time.perf_counter() - start, tail[-1] if tail else "")
+        next_beat = heartbeat_s
+        while not stop.wait(min(heartbeat_s, 1.0) if timeout is not None else heartbeat_s):
+            elapsed = time.perf_counter() - start
+            if timeout is not None and elapsed > timeout and not timed_out.is_set():
+                timed_out.set()
+                kill_tree(proc)
+            if elapsed >= next_beat:
+                next_beat += heartbeat_s
+                if on_heartbeat is not None:
+                    on_heartbeat(elapsed, tail[-1] if tail else "")
 
     ticker = threading.Thread(target=beat, daemon=True)
     ticker.start()
     try:
-        with log_path.open("a", encoding="utf-8") as out:
+        with _sigterm_raises(), log_path.open("a", encoding="utf-8") as out:
             out.write(f"+ {quote(argv)}\n")
             assert proc.stdout is not None
             for raw in proc.stdout:
@@ -194,14 +250,18 @@ def stream(
                 tail.append(line)
                 if on_line is not None:
                     on_line(line)
-        returncode = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
+            returncode = proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM, a failing callback: nothing it started may live on
+        kill_tree(proc)
         raise
     finally:
         stop.set()
     done = Completed(tuple(argv), returncode, "\n".join(tail), "", time.perf_counter() - start)
+    if timed_out.is_set():
+        raise _start_error(error)(
+            f"`{quote(argv)}` did not finish within {timeout:.0f} s and was stopped (with everything it started)",
+            hint or "raise --timeout, or lower MAX_JOBS if the machine is swapping",
+        )
     if returncode != 0:
         raise _fail(error, argv, returncode, "\n".join(tail), hint)
     return done

@@ -20,7 +20,7 @@ from .errors import ConfigError, IntegrityError
 from .manifest import check_relative_path
 from .recipe import Recipe, Source, load_recipe
 
-FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose", "installer", "keep_stack",
+FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose", "timeout", "installer", "keep_stack",
          "progress"}  # fmt: skip
 INSTALLERS = ("uv", "pip")
 _DEFAULT_KEYS = {"recipe", "recipe_fallbacks", "stack", "remote_dir"}
@@ -73,6 +73,7 @@ class Settings:
     default_recipes: tuple[str, ...] = ()
     installer: str | None = None  # "uv" or "pip" forced; None: uv when it can run
     keep_stack: bool = False  # never change torch/torchvision/torchaudio/triton
+    build_timeout: float | None = None  # --timeout of build/auto: the compile is stopped after this
     progress: bool = False  # show installer progress (a terminal, not --json, not CI)
     python_origin: str = "this interpreter"
 
@@ -93,6 +94,18 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
             f"{name}={text!r} is not a whole number from 1 to {MAX_PARALLEL}", f"unset {name} or set it to e.g. 4"
         )
     return int(text)
+
+
+def _timeout(value: object) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 7 * 86400:  # also refuses nan and inf
+        raise ConfigError(f"--timeout {value!r} is not a number of seconds", "pass e.g. --timeout 3600")
+    return seconds
 
 
 def _defaults(manifests_dir: Path) -> dict[str, str]:
@@ -205,4 +218,5 @@ def resolve(flags: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         keep_stack=bool(flags.get("keep_stack")) or env.get("SAGE_KEEP_STACK", "0").strip().lower() in TRUE,
         progress=bool(flags.get("progress")) and not in_ci,
         python_origin=python_origin,
+        build_timeout=_timeout(flags.get("timeout")),
     )

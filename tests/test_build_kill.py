@@ -1,0 +1,95 @@
+"""A long command (the compile) runs in its own process group: a timeout, Ctrl-C or SIGTERM
+ends it and everything it started (no orphaned compilers using the cores afterwards)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sage_tasks import runner
+from sage_tasks.errors import BuildError
+from tests import support
+
+# a stand-in for `pip wheel` → ninja → nvcc → cicc: a shell that starts a long "compiler" and waits
+COMPILER_TREE = "sh -c 'sleep 300 & echo $! > \"$1\"; echo compiling; wait' sh {pidfile}"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie waiting for its reaper is gone for our purpose
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+
+
+def wait_for(path: Path, seconds: float = 20) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+def gone(pid: int, seconds: float = 15) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_timeout_stops_the_whole_tree(tmp_path):
+    pidfile = tmp_path / "compiler.pid"
+    start = time.monotonic()
+    with pytest.raises(BuildError) as raised:
+        runner.stream(
+            ["sh", "-c", COMPILER_TREE.format(pidfile=pidfile)],
+            log_path=tmp_path / "build.log",
+            timeout=1.5,
+            error=BuildError,
+        )
+    assert time.monotonic() - start < 30
+    assert "did not finish within" in raised.value.message and "stopped" in raised.value.message
+    compiler = wait_for(pidfile)
+    assert gone(compiler), "the compiler outlived the timeout"
+    support.count_fault("build stopped by --timeout (compiler tree killed)", injected=1, survived=int(gone(compiler)))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_or_ctrl_c_stops_the_whole_tree(tmp_path, sig):
+    pidfile = tmp_path / "compiler.pid"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(support.REPO)!r})
+        from pathlib import Path
+        from sage_tasks import runner
+        from sage_tasks.errors import BuildError
+        try:
+            runner.stream(["sh", "-c", {COMPILER_TREE.format(pidfile=pidfile)!r}],
+                          log_path=Path({str(tmp_path / "build.log")!r}), error=BuildError)
+        except BaseException as e:
+            print("unwound:", type(e).__name__, flush=True)
+            raise SystemExit(4)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    compiler = wait_for(pidfile)
+    assert alive(compiler)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 4 and "unwound" in out, out
+    survived = gone(compiler)
+    support.count_fault(f"build interrupted by {sig.name} (compiler tree killed)", injected=1, survived=int(survived))
+    assert survived, f"the compiler (pid {compiler}) outlived {sig.name}"
