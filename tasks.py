@@ -167,7 +167,7 @@ def fetch(
     from sage_tasks.store.local import DistStore
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch)
+        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch, progress=_progress(json))
         found = pipeline.machine(s)
         store_ = DistStore(Path(from_dist)) if from_dist else open_store(s.store, s.env)
         if dry_run:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import unquote, urlparse, urlsplit
 
 from . import redaction
@@ -57,6 +59,35 @@ def check_scheme(url: str, allow_http: bool) -> str:
     return check_url(url, allow_http, "WHEEL_URL")
 
 
+class Progress:
+    """Bytes and rate of a download on one terminal line (stderr), at most five times a second.
+    Off unless asked for: ``--json`` runs and CI logs stay quiet."""
+
+    def __init__(self, name: str, total: int | None, start_at: int = 0, stream: TextIO | None = None) -> None:
+        self.name, self.total, self.done = name, total, start_at
+        self.stream = stream or sys.stderr
+        self.start = self.last = time.perf_counter()
+        self.first = start_at
+
+    def add(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if now - self.last >= 0.2:
+            self.last = now
+            self._show(now)
+
+    def _show(self, now: float) -> None:
+        rate = (self.done - self.first) / max(now - self.start, 1e-6)
+        of = f" / {self.total / 1e6:.1f} MB" if self.total else ""
+        self.stream.write(f"\r  {self.name}: {self.done / 1e6:.1f} MB{of}  {rate / 1e6:.1f} MB/s ")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self._show(time.perf_counter())
+        self.stream.write("\n")
+        self.stream.flush()
+
+
 def fetch(
     url: str,
     dest: Path,
@@ -66,7 +97,10 @@ def fetch(
     attempts: int = 5,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    progress: bool = False,
 ) -> Path:
+    """``progress``: show bytes and rate on stderr (callers pass it only for a terminal, not
+    with ``--json`` and not in CI)."""
     scheme = check_scheme(url, allow_http)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.part")
@@ -98,9 +132,15 @@ def fetch(
                 else:
                     resumed = response.status_code == 206
                     expected = response.headers.get("Content-Length")
+                    total_hint = (have if resumed else 0) + int(expected) if expected else None
+                    shown = Progress(file_name(url), total_hint, have if resumed else 0) if progress else None
                     with part.open("ab" if resumed else "wb") as out:
                         for block in response.iter_content(1 << 16):  # small blocks: a cut body keeps what arrived
                             out.write(block)
+                            if shown is not None:
+                                shown.add(len(block))
+                    if shown is not None:
+                        shown.finish()
                     got = part.stat().st_size
                     total = (have if resumed else 0) + int(expected) if expected else None
                     if total is None or got == total:

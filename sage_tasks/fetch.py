@@ -269,12 +269,12 @@ def fetch_from_url(
         return FetchResult("selected", url, None, entry, None, None, want)
     dest = settings.cache_dir / "url-wheels" / name
     size = entry.wheel_size if entry and sha == entry.wheel_sha256 else None
-    wheel = download.fetch(url, dest, allow_http=settings.allow_http)
+    wheel = download.fetch(url, dest, allow_http=settings.allow_http, progress=settings.progress)
     problem = mismatch(wheel, sha, size)
     if problem is not None:  # a transfer gone wrong is downloaded once more; twice means the file at the URL
         log.warning("%s: downloading %s once more", problem, url)
         wheel.unlink(missing_ok=True)
-        wheel = download.fetch(url, dest, allow_http=settings.allow_http)
+        wheel = download.fetch(url, dest, allow_http=settings.allow_http, progress=settings.progress)
         problem = mismatch(wheel, sha, size)
         if problem is not None:
             wheel.unlink(missing_ok=True)
