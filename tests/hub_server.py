@@ -35,7 +35,7 @@ REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 FAULT_KINDS = frozenset(
     {
-        "commit", "create", "whoami", "resolve", "tree", "paths-info", "preupload", "repo-info",
+        "commit", "create", "whoami", "resolve", "resolve-wheel", "tree", "paths-info", "preupload", "repo-info",
         "commits", "refs", "delete", "validate-yaml",
     }
 )  # fmt: skip
@@ -240,6 +240,7 @@ class HubServer:
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._faults: dict[str, list[int]] = {}  # kind -> [status, remaining]
         self._always: dict[str, int] = {}
+        self.faults_served: dict[str, int] = {}  # kind -> injected answers actually sent (observed)
         self._cuts: list[int] = []  # one after_bytes per cut still to come
         self._hooks: dict[str, list[Any]] = {}  # kind -> callables to run before the next request
         self._log: list[tuple[str, str, dict[str, str]]] = []
@@ -434,9 +435,16 @@ class HubServer:
             hooks = self._hooks.pop(kind, []) if kind else []
         for action in hooks:  # outside the lock: an action may send its own requests
             action()
-        status = self._take_fault(kind) if kind else None
+        status = None
+        if kind == "resolve" and split.path.endswith(".whl"):  # a wheel download, not index.json
+            status = self._take_fault("resolve-wheel")
+            kind_hit = "resolve-wheel"
+        if status is None:
+            status, kind_hit = (self._take_fault(kind) if kind else None), kind
         if status is not None:
-            return _Response.error(status, f"Injected fault: {kind} answers {status}")
+            with self._lock:
+                self.faults_served[kind_hit] = self.faults_served.get(kind_hit, 0) + 1
+            return _Response.error(status, f"Injected fault: {kind_hit} answers {status}")
         auth = self._auth_state(headers.get("Authorization"))
         return handler(method=method, path=split.path, query=query, headers=headers, body=body, auth=auth)
 

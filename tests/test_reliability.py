@@ -221,10 +221,24 @@ def test_503_and_429_storms(tasks, hub_env, tmp_path):
     other = support.make_venv(tmp_path / "venv-b")
     assert tasks("pin", "--python", str(other), env=env).returncode == 0
     cold = {**env, "HF_HOME": str(tmp_path / "hf-a"), "SAGE_TASKS_CACHE": str(tmp_path / "cache-a")}
-    hub.fail_next("resolve", 503, times=3)
+    hub.fail_next("resolve", 503, times=3)  # index.json and manifests
     result = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), env=cold)
     assert result.returncode == 0, result.stderr[-2000:]
-    support.count_fault("503 storm on downloads (retried)", injected=3, survived=3)
+    served = hub.faults_served.get("resolve", 0)
+    assert served == 3
+    support.count_fault("503 storm on store reads (retried)", injected=served, survived=served)
+
+    # the wheel download itself: a fresh cache, and 503s answered only for the .whl
+    hub.fail_next("resolve-wheel", 503, times=3)
+    wheel_cold = {**env, "HF_HOME": str(tmp_path / "hf-w"), "SAGE_TASKS_CACHE": str(tmp_path / "cache-w")}
+    third = support.make_venv(tmp_path / "venv-w")
+    assert tasks("pin", "--python", str(third), env=env).returncode == 0
+    got = tasks("fetch", "--python", str(third), "--recipe", str(recipe), env=wheel_cold)
+    served = hub.faults_served.get("resolve-wheel", 0)
+    assert served == 3, "the storm never reached the wheel download"
+    installed = support.installed_version(third, "sage-demo") is not None
+    support.count_fault("503 storm on wheel downloads (retried)", injected=served, survived=served * installed)
+    assert got.returncode == 0 and installed, got.stderr[-2000:]
 
     hub.fail_always("resolve", 429)
     storm = {**env, "HF_HOME": str(tmp_path / "hf-b"), "SAGE_TASKS_CACHE": str(tmp_path / "cache-b")}
