@@ -197,12 +197,10 @@ def stage(wheel: Path, target: TargetEnv, package: str, version: str | None, new
 
     with wheelcheck.open_zip(wheel) as zf:
         checked = wheelcheck.check(wheel, zf, package, version)
-        destination = SchemeDictionaryDestination(
-            schemes(target, checked.name),
-            interpreter=target.python,
-            script_kind="posix",
-            destdir=str(new_root),
-        )
+        # the schemes mirrored under new_root (what a destdir does, without its per-file cost):
+        # RECORD's paths are relative between schemes, the same staged as in place
+        mirrored = {k: os.path.join(new_root, v.lstrip(os.sep)) for k, v in schemes(target, checked.name).items()}
+        destination = SchemeDictionaryDestination(mirrored, interpreter=target.python, script_kind="posix")
         try:
             unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel))
         except (InstallerError, ValueError) as e:

@@ -367,6 +367,7 @@ def kill_campaign(
             log(f"kill {n} ({mode} {step}): the process had finished before the kill; not counted")
             if mode == "random" and retries > 0:
                 retries -= 1
+                span *= 0.9  # installs run faster than the timed one: aim earlier
                 plan.append((mode, step))
             continue
         recover()
