@@ -63,7 +63,7 @@ def test_the_controls_cover_every_class_of_near_miss():
     for wanted in (
         "clean",
         "scale +2% everywhere",
-        "scale -2% in one middle query tile of one head",
+        "scale -3% in one middle query tile of one head",  # FP8 PV: the per-tile floor is 3 %
         "scale +2% in one head",
         "scale -2% in one batch element",
         "2 rows of one middle tile wrong",
@@ -90,7 +90,7 @@ def test_local_defects_pass_the_whole_tensor_and_are_caught_per_tile_and_head():
     outs = kc.controls(q, k, v, case["layout"], case["causal"], case["sm_scale"], "fp8_pv", noise)
     limits = kc.THRESHOLDS["fp8_pv"]
     for label, level in (
-        ("scale -2% in one middle query tile of one head", "tile 8 (rows 512-575) of batch 0 head 7"),
+        ("scale -3% in one middle query tile of one head", "tile 8 (rows 512-575) of batch 0 head 7"),
         ("2 rows of one middle tile wrong", "tile 8 (rows 512-575)"),
         ("last query tile not written (zeros)", "tile 15"),
         ("scale +2% in one head", "batch 0 head 7"),
@@ -118,10 +118,12 @@ def test_a_scale_error_at_the_detection_floor_is_caught_in_every_family():
 
 def test_the_threshold_table_keeps_the_detection_floor():
     for family, table in kc.THRESHOLDS.items():
-        for level in ("tensor", "head", "tile"):
+        for level in ("tensor", "head", "tile", "edge_tile"):
+            floor = kc.FLOOR["tile_scale_error"][family] if "tile" in level else kc.FLOOR["scale_error"]
+            assert floor <= 0.03, (family, level)
             assert table[level]["min_cos"] >= kc.FLOOR["local_cos"], (family, level)
-            assert table[level]["max_norm_dev"] < kc.FLOOR["scale_error"] / 1.5, (family, level)
-            assert 0 < table[level]["max_rel_l1"] <= 0.10, (family, level)
+            assert table[level]["max_norm_dev"] < floor / 1.5, (family, level)
+            assert 0 < table[level]["max_rel_l1"] <= (0.12 if level == "edge_tile" else 0.10), (family, level)
         assert table["tensor"]["max_abs_fraction"] <= 0.25
 
 
@@ -355,7 +357,7 @@ def test_the_gate_runs_every_path_and_names_the_broken_one(tmp_path, monkeypatch
     assert controls and all(r["as_expected"] for r in controls)
     assert {r["family"] for r in controls} == {"fp16_pv", "fp8_pv", "fp8_pv on sageattn's own output"}
     on_output = {r["control"] for r in controls if r.get("on_kernel_output")}
-    assert {"scale +2% everywhere", "scale -2% in one middle query tile of one head"} <= on_output
+    assert {"scale +2% everywhere", "scale -3% in one middle query tile of one head"} <= on_output
     spread = kc.distributions(collected)
     auto = spread["sageattn (auto)"]
     assert auto["family"] == "fp8_pv" and {"tensor", "head", "tile", "edge_tile"} <= set(auto)
