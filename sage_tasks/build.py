@@ -340,7 +340,7 @@ def _locked(work_dir: Path):
         except BlockingIOError:
             log.info("another build is using %s; waiting for it", work_dir)
             fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        yield handle
 
 
 def _git(args: list[str], cwd: Path | None = None, env: Mapping[str, str] | None = None) -> str:

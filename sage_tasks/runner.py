@@ -197,6 +197,7 @@ def stream(
     heartbeat_s: float = 30.0,
     on_heartbeat: Callable[[float, str], None] | None = None,
     timeout: float | None = None,
+    keep_fds: tuple[int, ...] = (),
     error: type[SageTasksError] = CommandFailed,
     hint: str | None = None,
 ) -> Completed:
@@ -219,6 +220,7 @@ def stream(
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: we can end everything it starts
+            pass_fds=keep_fds,  # e.g. a lock that must outlive us if we are killed -9
         )
     except OSError as e:
         raise _cannot_start(error, argv, e, hint) from e

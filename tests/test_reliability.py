@@ -472,16 +472,31 @@ def test_an_interrupted_build_recovers(tasks, tmp_path, torch_index, wheelhouse,
         "--recipe",
         str(recipe),
     ]
-    for delay in (0.8, 1.5, 2.5):
+    # The kill must land while the compiler runs (not during start-up or the source copy): a
+    # compiler wrapper (CC) notes its pid, holds a moment, then runs the real compiler.
+    marker = tmp_path / "compiler.pids"
+    slow_cc = tmp_path / "slow-cc"
+    slow_cc.write_text(f'#!/bin/sh\necho $$ >> "{marker}"\nsleep 2\nexec cc "$@"\n')
+    slow_cc.chmod(0o755)
+    slow = {**env, "CC": str(slow_cc)}
+    killed_compiling = 0
+    for _ in range(3):
+        seen = len(marker.read_text().split()) if marker.exists() else 0
         proc = subprocess.Popen(
-            args, env=env, cwd=tasks.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args, env=slow, cwd=tasks.cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (len(marker.read_text().split()) if marker.exists() else 0) == seen:
+            time.sleep(0.05)
+        compiler = int(marker.read_text().split()[-1])
+        running = Path(f"/proc/{compiler}").exists()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        support.count_fault("kill -9 during build")
+        killed_compiling += running
+    assert killed_compiling == 3, "a kill did not land while the compiler ran"
     again = subprocess.run([*args, "--json"], env=env, cwd=tasks.cwd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
+    support.count_fault("kill -9 of the compiler during a build", injected=killed_compiling, survived=killed_compiling)
     wheel = json.loads(again.stdout)["wheel"]
     check = subprocess.run(
         [str(venv), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", wheel],
