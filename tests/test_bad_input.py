@@ -94,8 +94,9 @@ def test_manifest_with_a_path_in_its_wheel_name(world, tmp_path):
     entry["wheel_file"] = "../../etc/evil-0.1-py3-none-any.whl"
     Path(f"{wheel}.json").write_text(json.dumps(entry))
     code, line = run_bad(world, "publish", "--wheel", str(wheel), "--allow-unverified")
-    assert code == 7 and "malformed" in line
-    support.count_fault("hostile wheel names (index, manifest, wheel members)")
+    refused = code == 7 and "malformed" in line
+    support.count_fault("hostile wheel names (index, manifest, wheel members)", injected=1, survived=int(refused))
+    assert refused, line
 
 
 @pytest.mark.parametrize(
@@ -117,8 +118,9 @@ def test_index_with_hostile_wheel_names(world, name):
         code, line = run_bad(world, "fetch", "--python", str(world["venv"]), "--recipe", str(world["recipe"]))
     finally:
         index_path.write_text(original)
-    assert code == 6 and ("refusing wheel file name" in line or "malformed" in line)
-    support.count_fault("hostile wheel names (index, manifest, wheel members)")
+    refused = code == 6 and ("refusing wheel file name" in line or "malformed" in line)
+    support.count_fault("hostile wheel names (index, manifest, wheel members)", injected=1, survived=int(refused))
+    assert refused, line
 
 
 def test_malformed_index(world):
@@ -165,5 +167,6 @@ def test_wheel_url_without_a_known_hash_is_refused(world):
         "WHEEL_SHA256": "0" * 64,
     }
     code, line = run_bad(world, "fetch", "--python", str(world["venv"]), "--recipe", str(world["recipe"]), env=env)
-    assert code == 2 and "plain-HTTP" in line
-    support.count_fault("plain-http wheel URL (refused)")
+    refused = code == 2 and "plain-HTTP" in line
+    support.count_fault("plain-http wheel URL (refused)", injected=1, survived=int(refused))
+    assert refused, line
