@@ -629,7 +629,15 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
             "max_jobs": plan.parallel.max_jobs,
             "ext_parallel": plan.parallel.ext_parallel,
         },
-        verification=Verification(status="unverified", summary="not yet kernel-tested"),
+        verification=Verification(
+            status="unverified",
+            summary="not yet kernel-tested",
+            # every arch the binaries are built for starts unproven; test-kernel proves it per GPU
+            archs=tuple(
+                {"compute_capability": archs.base_arch(a), "status": "unverified", "summary": "not yet kernel-tested"}
+                for a in plan.archs
+            ),
+        ),
     )
     manifest_path = plan.dist_dir / f"{wheel.name}.json"
     manifest.write_manifest_file(manifest_path, entry)
