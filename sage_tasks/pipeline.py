@@ -133,7 +133,13 @@ def fetch_checked(
 
 
 def build_wheel(settings: Settings, found: Machine, index_url: str | None) -> build.BuildResult:
-    plan = build.plan_build(settings, found, index_url=index_url)
+    """Plan and build. The target's lock is taken first (an install a dead process left is
+    finished before anything is decided from the target) and held through the build only when
+    it installs missing build requirements into the target."""
+    with changing(settings, found, "build") as (_, found):
+        plan = build.plan_build(settings, found, index_url=index_url)
+        if plan.missing_requires:
+            return build.execute(plan, settings.env)
     return build.execute(plan, settings.env)
 
 

@@ -361,6 +361,19 @@ def test_pin_waits_for_the_same_lock(tasks, tmp_path, small_pair, torch_index, n
     assert txn_support.judge(venv, small_pair).holds == "none"
 
 
+def test_build_finishes_an_interrupted_install_before_it_plans(tasks, tmp_path, small_pair):
+    venv = support.make_venv(tmp_path / "venv")
+    proc = txn_support.harness(venv, small_pair["1.0"], "1.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed"))
+    assert txn_support.wait_for(tmp_path / "paused", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nowhere", None)
+    built = tasks("build", "--python", str(venv), "--recipe", str(recipe))
+    assert built.returncode == 10, built.stderr[-2000:]  # the venv has no torch: the plan refuses...
+    assert "rolled back an interrupted install (bigdemo (none) → 1.0)" in built.stderr  # ...after recovery
+    assert txn_support.judge(venv, small_pair).holds == "none"
+
+
 def test_resource_limit_is_a_clean_error(tmp_path):
     """A file-size limit hit while unpacking changes nothing and says so."""
     venv = support.make_venv(tmp_path / "venv")
