@@ -226,20 +226,23 @@ def fetch_from_store(
     return FetchResult(outcome, store.description, selection, entry, wheel, installed, want, after)
 
 
-def fetch_from_url(
-    settings: Settings,
-    machine: Machine,
-    index: Index,
-    *,
-    dry_run: bool = False,
-    install_wheel: bool = True,
-    change: installer.Change | None = None,
-) -> FetchResult:
-    """``WHEEL_URL``: only with a known sha256 (a manifest of that file, or ``WHEEL_SHA256``), and
-    only a wheel of the recipe's package; installed like a stored wheel (``change``)."""
+@dataclass(frozen=True)
+class UrlWheel:
+    """What ``WHEEL_URL`` names, once the checks that need no download have passed."""
+
+    name: str  # the wheel's file name (the URL's last path segment)
+    entry: WheelManifest | None  # the store's manifest of that file, if it has one
+    sha256: str | None  # the hash it must have (None only with ALLOW_UNSAFE_WHEEL)
+
+
+def check_wheel_url(settings: Settings, index: Index) -> UrlWheel:
+    """Pure: every check on ``WHEEL_URL`` that needs no download, shared by ``fetch`` and the plan
+    of ``auto`` (which must refuse before pinning what fetch would refuse after). The URL's scheme
+    (https unless SAGE_ALLOW_INSECURE_URLS), a valid wheel file name of the recipe's package, not
+    yanked or failed in the store, and a known sha256 (the store's manifest or WHEEL_SHA256) unless
+    ALLOW_UNSAFE_WHEEL."""
     url = settings.wheel_url
     assert url
-    want = want_for(settings, machine)
     download.check_scheme(url, settings.allow_http)
     name = manifest.check_wheel_name(download.file_name(url))
     if canonicalize_name(name.split("-")[0]) != canonicalize_name(settings.recipe.package):
@@ -263,6 +266,25 @@ def fetch_from_url(
             f"WHEEL_URL {url} has no known sha256 (no manifest of {name} in the store, no WHEEL_SHA256)",
             "set WHEEL_SHA256, publish its manifest, or set ALLOW_UNSAFE_WHEEL=1 to install it unchecked",
         )
+    return UrlWheel(name, entry, sha)
+
+
+def fetch_from_url(
+    settings: Settings,
+    machine: Machine,
+    index: Index,
+    *,
+    dry_run: bool = False,
+    install_wheel: bool = True,
+    change: installer.Change | None = None,
+) -> FetchResult:
+    """``WHEEL_URL``: only with a known sha256 (a manifest of that file, or ``WHEEL_SHA256``), and
+    only a wheel of the recipe's package; installed like a stored wheel (``change``)."""
+    url = settings.wheel_url
+    assert url
+    want = want_for(settings, machine)
+    checked = check_wheel_url(settings, index)
+    name, entry, sha = checked.name, checked.entry, checked.sha256
     if sha is None:
         log.warning("ALLOW_UNSAFE_WHEEL=1: installing %s without a hash check", name)
     if dry_run:

@@ -120,7 +120,18 @@ def decide(
     cache_place = str(settings.cache_dir)
     needed = {target_place: stack.disk_needed(differences)}
     if settings.wheel_url:
-        chosen_name: str | None = settings.wheel_url.rsplit("/", 1)[-1]
+        try:  # the checks fetch makes before downloading: refuse here, before the pin changes anything
+            chosen_name: str | None = fetch.check_wheel_url(settings, index).name
+        except SageTasksError as e:
+            return Plan(
+                "fetch",
+                pin=tuple(differences),
+                replaces=replacements(differences),
+                wheel=None,
+                build=None,
+                disk=needed,
+                problem=e,
+            )
     else:
         chosen = selection.select_wheel(index.wheels, fetch.want_for(settings, after)).chosen
         chosen_name = chosen.wheel_file if chosen else None

@@ -115,3 +115,55 @@ def test_auto_on_a_cpu_machine_with_an_empty_store_refuses_at_once(tmp_path, no_
     report = json.loads(dry.stdout)
     assert dry.returncode == done.returncode and report["result"]["plan"]["ok"] is False
     assert report["result"]["plan"]["problem"] in done.stderr
+
+
+SAGE_URL = "https://example.invalid/sageattention-2.2.0+cu128torch2.8.0-cp312-cp312-linux_x86_64.whl"
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "says"),
+    [
+        (
+            {"WHEEL_URL": "https://example.invalid/other-1.0-py3-none-any.whl"},
+            ExitCode.INTEGRITY,
+            "not a sageattention",
+        ),
+        ({"WHEEL_URL": SAGE_URL.replace("https", "http"), "WHEEL_SHA256": "b" * 64}, ExitCode.CONFIG, "plain-HTTP"),
+        ({"WHEEL_URL": "https://example.invalid/sageattention.whl"}, ExitCode.INTEGRITY, "sageattention.whl"),
+        ({"WHEEL_URL": SAGE_URL}, ExitCode.INTEGRITY, "no known sha256"),
+    ],
+)
+def test_a_wheel_url_that_fetch_would_refuse_is_refused_by_the_plan(env, code, says):
+    s = settings.resolve({}, {"HOME": "/home/u", **env})
+    decided = _decide(s, _machine())
+    assert decided.problem is not None and decided.problem.code == code, decided.problem
+    assert says in decided.problem.message and decided.wheel is None
+
+
+def test_a_wheel_url_with_a_known_sha256_is_the_fetch_path():
+    s = settings.resolve({}, {"HOME": "/home/u", "WHEEL_URL": SAGE_URL, "WHEEL_SHA256": "b" * 64})
+    decided = _decide(s, _machine())
+    assert decided.path == "fetch" and decided.problem is None
+    assert decided.wheel == SAGE_URL.rsplit("/", 1)[-1]
+
+
+@pytest.mark.slow
+def test_auto_with_a_wheel_url_of_another_package_refuses_before_the_pin(tmp_path, no_gpu_path, torch_index):
+    """The plan makes fetch's checks on WHEEL_URL: the venv never gets the torch stack."""
+    venv = support.make_venv(tmp_path / "venv")
+    site = next((tmp_path / "venv" / "lib").glob("python3.*/site-packages"))
+    before = sorted(p.name for p in site.iterdir())
+    recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
+    env = {
+        **os.environ,
+        "SAGE_STORE": str(tmp_path / "store"),
+        "TORCH_INDEX_URL": torch_index,
+        "WHEEL_URL": "https://example.invalid/other-1.0-py3-none-any.whl",
+    }
+    command = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "auto", "--python", str(venv)]
+    command += ["--recipe", str(recipe)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == ExitCode.INTEGRITY, done.stderr[-3000:]
+    assert "not a sage-demo wheel" in done.stderr
+    assert sorted(p.name for p in site.iterdir()) == before
+    assert not any(site.glob("torch*"))
