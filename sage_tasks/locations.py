@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -24,14 +25,36 @@ def manifests_dir(env: Mapping[str, str]) -> Path:
     return SHIPPED_MANIFESTS
 
 
+UV_BUCKET = re.compile(r"(archive|builds|environments)-v\d+")  # uv's cache folders that hold environments
+
+
+def _venv_config(prefix: Path) -> dict[str, str] | None:
+    """The keys of ``prefix``'s ``pyvenv.cfg`` (None when it has none or it cannot be read)."""
+    try:
+        text = (prefix / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip().lower(): value.strip() for key, value in pairs}
+
+
 def tool_environment(prefix: str) -> str | None:
-    """ "uv" or "pipx" when ``prefix`` is a tool's own environment (uvx, uv tool, pipx), else None."""
+    """ "uv" or "pipx" when ``prefix`` is a tool's own environment (uvx, uv tool, pipx), else None.
+
+    uv's are known by what they are, wherever ``UV_CACHE_DIR``/``UV_TOOL_DIR`` put them: a
+    ``uv-receipt.toml`` (uv tool), or a folder directly inside one of uv's cache buckets
+    (``archive-vN``: uvx, ``builds-vN``, ``environments-vN``) or under ``uv/tools/``. A
+    ``pyvenv.cfg`` without uv's ``uv = <version>`` key vetoes the layout (uv writes it into every
+    environment it makes)."""
     path = Path(prefix)
-    text = path.as_posix()
-    if (path / "uv-receipt.toml").is_file() or any(
-        part in text for part in ("/uv/tools/", "/uv/archive-v", "/uv/builds-v", "/uv/environments-v")
-    ):
+    if (path / "uv-receipt.toml").is_file():
         return "uv"
+    config = _venv_config(path)
+    made_by_uv = config is None or "uv" in config
+    uv_layout = UV_BUCKET.fullmatch(path.parent.name) is not None or "/uv/tools/" in path.as_posix()
+    if uv_layout and made_by_uv:
+        return "uv"
+    text = path.as_posix()
     if (path / "pipx_metadata.json").is_file() or "/pipx/venvs/" in text or "/pipx/.cache/" in text:
         return "pipx"
     return None

@@ -105,3 +105,30 @@ def test_tool_environments_are_recognised():
     assert locations.tool_environment("/root/.cache/uv/archive-v0/Xy12") == "uv"
     assert locations.tool_environment("/home/u/.local/share/pipx/venvs/sage-tasks") == "pipx"
     assert locations.tool_environment("/home/u/project/.venv") is None
+
+
+def _env(path, cfg="home = /usr/bin\nuv = 0.8.3\n", files=()):
+    path.mkdir(parents=True)
+    if cfg is not None:
+        (path / "pyvenv.cfg").write_text(cfg)
+    for name in files:
+        (path / name).write_text("")
+    return str(path)
+
+
+def test_uv_environments_are_recognised_under_any_cache_or_tool_dir(tmp_path):
+    """UV_CACHE_DIR=/ci-cache: no "/uv/" in the path; uv's environments are known by their layout and pyvenv.cfg."""
+    cache = tmp_path / "ci-cache"
+    assert locations.tool_environment(_env(cache / "archive-v0" / "Xy12")) == "uv"  # uvx
+    assert locations.tool_environment(_env(cache / "environments-v2" / "run-3f2a")) == "uv"
+    assert locations.tool_environment(_env(cache / "builds-v0" / ".tmpAb12")) == "uv"
+    tool = _env(tmp_path / "ci-tools" / "sage-tasks", files=("uv-receipt.toml",))  # UV_TOOL_DIR=/ci-tools
+    assert locations.tool_environment(tool) == "uv"
+    assert locations.tool_environment(_env(tmp_path / "pipx-home" / "sage", files=("pipx_metadata.json",))) == "pipx"
+
+
+def test_a_users_own_venvs_are_not_tool_environments(tmp_path):
+    assert locations.tool_environment(_env(tmp_path / "project" / ".venv")) is None  # made by `uv venv`
+    plain = "home = /usr/bin\ninclude-system-site-packages = false\n"  # made by python -m venv
+    assert locations.tool_environment(_env(tmp_path / "archive-v1" / "old", cfg=plain)) is None
+    assert locations.tool_environment(_env(tmp_path / "ci-cache" / "venvs" / "x")) is None
