@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -33,10 +34,17 @@ def state_dir(paths: Mapping[str, str]) -> Path:
 
 def timeout_from(env: Mapping[str, str]) -> float:
     raw = env.get(TIMEOUT_VAR, "")
+    if not raw.strip():
+        return DEFAULT_TIMEOUT_S
     try:
-        return float(raw) if raw.strip() else DEFAULT_TIMEOUT_S
-    except ValueError as e:
-        raise EnvironmentProblem(f"{TIMEOUT_VAR}={raw!r} is not a number of seconds", f"unset {TIMEOUT_VAR}") from e
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:  # nan, inf or a negative wait would hang or crash filelock
+        raise EnvironmentProblem(
+            f"{TIMEOUT_VAR}={raw!r} is not a number of seconds (0 or more)", f"unset {TIMEOUT_VAR} or set e.g. 900"
+        )
+    return value
 
 
 def owner(folder: Path) -> dict[str, object] | None:

@@ -79,9 +79,19 @@ def _provenance(wheel: Path) -> dict[str, bytes]:
     return {"INSTALLER": (INSTALLER_NAME + "\n").encode(), "direct_url.json": json.dumps(direct).encode()}
 
 
+def site_paths(target: TargetEnv) -> dict[str, str]:
+    """The target's paths with ``platlib`` spelled as ``purelib`` when both are one folder (a
+    venv's ``lib64 -> lib`` link with ``platlibdir = lib64``): a file must have one name only,
+    or it would be journalled, moved and owned twice."""
+    paths = dict(target.paths)
+    if os.path.realpath(paths["platlib"]) == os.path.realpath(paths["purelib"]):
+        paths["platlib"] = paths["purelib"]
+    return paths
+
+
 def schemes(target: TargetEnv, project: str) -> dict[str, str]:
     """Where each part of a wheel goes in the target (pip's layout, headers included)."""
-    paths = target.paths
+    paths = site_paths(target)
     major_minor = ".".join(target.version.split(".")[:2])
     return {
         "purelib": paths["purelib"],
@@ -104,7 +114,8 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
     out: dict[str, None] = {}
     versions = []
     listings: dict[str, list[str]] = {}
-    for site in sorted({os.path.normpath(target.paths["purelib"]), os.path.normpath(target.paths["platlib"])}):
+    paths = site_paths(target)
+    for site in sorted({os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}):
         try:
             entries = sorted(os.listdir(site))
         except OSError:
@@ -305,7 +316,8 @@ class Change:
             placed = _staged_files(folder / "new")
             placed_set = set(placed)
             project = canonicalize_name(package)
-            roots = {os.path.normpath(target.paths["purelib"]), os.path.normpath(target.paths["platlib"])}
+            paths = site_paths(target)
+            roots = {os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}
             taken = _owners(roots, placed_set, project)
             if taken:
                 path, owner = next(iter(sorted(taken.items())))

@@ -116,12 +116,27 @@ def read_journal(state_dir: Path) -> Journal | None:
     else:
         return None
     try:
-        return Journal(**{**json.loads(raw), "state": state})
+        journal = Journal(**{**json.loads(raw), "state": state})
+        _check_types(journal)
+        return journal
     except (ValueError, TypeError) as e:
         raise EnvironmentProblem(
             f"the install journal {path} is unreadable ({e})",
             f"the files it moved aside are under {state_dir}: reinstall the package, then delete that folder",
         ) from e
+
+
+def _check_types(journal: Journal) -> None:
+    """A journal is trusted only with the types it was written with (recovery acts on its paths)."""
+    for name in ("id", "package", "description", "restores", "folder"):
+        if not isinstance(getattr(journal, name), str):
+            raise TypeError(f"{name} is not a string")
+    if not isinstance(journal.pid, int) or isinstance(journal.pid, bool):
+        raise TypeError("pid is not a whole number")
+    for name in ("replaced", "placed", "created_dirs", "roots"):
+        value = getattr(journal, name)
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise TypeError(f"{name} is not a list of paths")
 
 
 def _write(state_dir: Path, journal: Journal) -> None:

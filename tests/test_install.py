@@ -3,6 +3,7 @@ byte, launchers, locks and signals (pip and importlib check what it left behind)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import install, probe
+from sage_tasks import envlock, install, probe
 from sage_tasks.errors import EnvironmentProblem, IntegrityError
 from tests import support, txn_support
 
@@ -71,6 +72,26 @@ def test_replaces_a_pip_installed_version_and_pip_can_uninstall_it(tmp_path):
     subprocess.run([str(venv), "-m", "pip", "uninstall", "-y", "-q", "demo-pkg"], check=True)
     left = {f for f in files_of(venv) if ".sage-tasks" not in f}
     assert left == before - {f for f in before if f.startswith(("demo_pkg", "demo_pkg-1.0.dist-info"))}
+
+
+def test_an_upgrade_where_platlib_is_a_link_to_purelib(tmp_path):
+    """Fedora-style Pythons: ``platlibdir = lib64`` and the venv's ``lib64 -> lib``. Every file has
+    two names; the install must journal and move each once."""
+    venv = support.make_venv(tmp_path / "venv")
+    old = support.make_wheel(tmp_path / "w1", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "V = 1\n"})
+    new = support.make_wheel(tmp_path / "w2", "demo-pkg", "2.0", {"demo_pkg/__init__.py": "V = 2\n"})
+    subprocess.run([str(venv), "-m", "pip", "install", "-q", "--no-deps", str(old)], check=True)
+    root = venv.parent.parent
+    if not (root / "lib64").exists():
+        (root / "lib64").symlink_to("lib")
+    seen = target(venv)
+    platlib = root / "lib64" / Path(seen.paths["purelib"]).relative_to(root / "lib")
+    seen = dataclasses.replace(seen, paths={**seen.paths, "platlib": str(platlib)})
+    with install.Change(seen, os.environ, command="test") as change:
+        change.install(new, "demo-pkg", "2.0", target=seen)
+        change.commit()
+    assert support.installed_version(venv, "demo-pkg") == "2.0"
+    assert not [f for f in files_of(venv) if "demo_pkg-1.0.dist-info" in f]
 
 
 def test_scripts_and_console_entry_points_get_the_target_interpreter(tmp_path):
@@ -372,6 +393,25 @@ def test_build_finishes_an_interrupted_install_before_it_plans(tasks, tmp_path, 
     assert built.returncode == 10, built.stderr[-2000:]  # the venv has no torch: the plan refuses...
     assert "rolled back an interrupted install (bigdemo (none) → 1.0)" in built.stderr  # ...after recovery
     assert txn_support.judge(venv, small_pair).holds == "none"
+
+
+@pytest.mark.parametrize("bad", [{"placed": None}, {"replaced": 5}, {"pid": "7"}, {"folder": ["/"]}])
+def test_a_journal_with_wrong_types_is_a_typed_error(tmp_path, bad):
+    venv = support.make_venv(tmp_path / "venv")
+    state = envlock.state_dir(target(venv).paths)
+    state.mkdir(parents=True)
+    journal = {"id": "x", "pid": 1, "package": "demo-pkg", "description": "d", "restores": "r",
+               "folder": str(state / "txn-1"), "replaced": [], "placed": [], **bad}  # fmt: skip
+    (state / "journal.json").write_text(json.dumps(journal))
+    with pytest.raises(EnvironmentProblem, match="unreadable"), install.Change(target(venv), os.environ, command="t"):
+        pass
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-1", "soon"])
+def test_a_lock_timeout_that_is_not_a_wait_is_refused(raw):
+    with pytest.raises(EnvironmentProblem, match="SAGE_TASKS_LOCK_TIMEOUT"):
+        envlock.timeout_from({"SAGE_TASKS_LOCK_TIMEOUT": raw})
+    assert envlock.timeout_from({"SAGE_TASKS_LOCK_TIMEOUT": "0"}) == 0
 
 
 def test_resource_limit_is_a_clean_error(tmp_path):
