@@ -416,24 +416,48 @@ def probe(
     )
 
 
+NEXT_COMMANDS = "`invoke fetch`, `auto`, `pin` or `test-kernel`"  # the commands that recover (install.Change)
+
+
 def unfinished_install(target: TargetEnv) -> dict[str, object] | None:
-    """An install journal in the target (read only: probe never recovers), and whether its owner runs."""
+    """An install journal in the target (read only: probe never recovers), whether its owner
+    runs, and what the next command will do about it: what recovery itself would do or say."""
     if "purelib" not in target.paths:
         return None
     from . import envlock, transaction
+    from .errors import EnvironmentProblem
 
     folder = envlock.state_dir(target.paths)
-    found = transaction.pending(folder)
-    if found is None:
+    try:
+        journal = transaction.read_journal(folder)
+    except EnvironmentProblem as refusal:  # recovery raises this very error: quote it, do not paraphrase
+        return {
+            "state": "unreadable",
+            "detail": refusal.message,
+            "owner_running": not envlock.is_free(folder),
+            "summary": f"unfinished install with a journal that cannot be used; the next {NEXT_COMMANDS} "
+            f"refuses to touch it: {refusal.one_line()}",
+        }
+    if journal is None:
         return None
     running = not envlock.is_free(folder)
-    owner = f"PID {found.get('pid')} is still running it" if running else "its process is gone"
-    next_step = "wait for it" if running else "the next `invoke fetch`, `auto`, `pin` or `test-kernel` finishes it"
-    verb = "rolled forward" if found.get("state") == transaction.COMMITTED else "rolled back"
+    committed = journal.state == transaction.COMMITTED
+    if running:  # a live owner may still commit (or finish): only say what happens if it dies first
+        owner = f"PID {journal.pid} is still running it"
+        next_step = (
+            f"it is in progress; if that process ends without finishing it, the next {NEXT_COMMANDS} "
+            "finishes it if it has been committed, or rolls it back if it is still open"
+        )
+    else:
+        owner = "its process is gone"
+        verb = "rolled forward" if committed else "rolled back"
+        next_step = f"the next {NEXT_COMMANDS} finishes it (it will be {verb})"
     return {
-        **found,
-        "journal": str(transaction.journal_path(folder, str(found.get("state")))),
+        "state": journal.state,
+        "change": journal.description,
+        "pid": journal.pid,
+        "restores": journal.restores,
+        "journal": str(transaction.journal_path(folder, journal.state)),
         "owner_running": running,
-        "summary": f"unfinished install ({found.get('change')}, {found.get('state')}): {owner}; "
-        f"{next_step} (it will be {verb})",
+        "summary": f"unfinished install ({journal.description}, {journal.state}): {owner}; {next_step}",
     }
