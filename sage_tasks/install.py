@@ -35,7 +35,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from . import envlock, probe, runner, transaction, wheelcheck
-from .errors import EnvironmentProblem, IntegrityError
+from .errors import EnvironmentProblem, IntegrityError, SageTasksError
 from .probe import TargetEnv
 from .wheelfile import sha256_file
 
@@ -292,6 +292,8 @@ class Change:
                 if mine.state == transaction.OPEN:
                     self.restored = f"restored {mine.restores} in {self.target.python}"
                     log.warning("%s (the install of %s was rolled back)", self.restored, mine.description)
+                    if isinstance(error, SageTasksError):  # the run's last line says what was restored too
+                        error.message = f"{error.message}; {self.restored}"
         finally:
             self._stack.close()
 

@@ -386,6 +386,8 @@ def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_i
             f"restored sage-demo 0.1.0+cu128torch2.8.0 in {venv} "
             "(the install of sage-demo 0.1.0+cu128torch2.8.0 → 0.1.0+cu128torch2.8.0.fix2 was rolled back)"
         ], result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]  # the run ends on one line that says what was restored
+        assert last.startswith("kernel test failed") and f"restored sage-demo 0.1.0+cu128torch2.8.0 in {venv}" in last
         assert support.installed_version(venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
         assert _package_files(venv) == before, "the previous installation is not back byte for byte"
     # v4: its import raises (fetch used to install it and exit 0)
