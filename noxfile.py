@@ -125,7 +125,7 @@ def _install_torch(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite, not the GPU tests; on 3.11 with torch (the gate's tests fail without it)."""
     _with_pip_config(session)
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev]", "pip")  # the tests build wheels with `python -m pip` (uv's venvs have no pip)
     if session.python == TORCH_TESTS_PYTHON:
         _install_torch(session)
         session.run("pytest", "-m", "not gpu", *session.posargs, env={"SAGE_TESTS_REQUIRE_TORCH": "1"})

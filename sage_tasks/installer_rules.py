@@ -43,7 +43,10 @@ class Expect:
     allow_unsafe: bool = False  # ALLOW_UNSAFE_WHEEL=1
 
 
-def manifest_reasons(record: Mapping[str, Any], expect: Expect = Expect()) -> list[str]:
+DEFAULT = Expect()  # the installer with its own defaults (SAGE_VERSION 2.2.0, ref v2.2.0)
+
+
+def manifest_reasons(record: Mapping[str, Any], expect: Expect = DEFAULT) -> list[str]:
     """Why the installer refuses this ``latest.json`` (empty: it takes it)."""
     if expect.allow_unsafe:
         return [] if record.get("wheel_file") or record.get("hf_wheel_url") else ["names no wheel"]
@@ -65,11 +68,11 @@ def manifest_reasons(record: Mapping[str, Any], expect: Expect = Expect()) -> li
     return reasons
 
 
-def local_glob(expect: Expect = Expect()) -> str:
+def local_glob(expect: Expect = DEFAULT) -> str:
     return f"sageattention-{expect.sage_version}-*.whl"
 
 
-def install_reasons(wheel_file: str, installed_version: str, expect: Expect = Expect()) -> list[str]:
+def install_reasons(wheel_file: str, installed_version: str, expect: Expect = DEFAULT) -> list[str]:
     """Why the installer fails after installing ``wheel_file`` (its version read back)."""
     reasons = []
     if expect.version and installed_version != expect.version:
@@ -79,7 +82,7 @@ def install_reasons(wheel_file: str, installed_version: str, expect: Expect = Ex
     return reasons
 
 
-def accepts(record: Mapping[str, Any], installed_version: str, expect: Expect = Expect()) -> list[str]:
+def accepts(record: Mapping[str, Any], installed_version: str, expect: Expect = DEFAULT) -> list[str]:
     """Everything the installer checks, from reading ``latest.json`` to the version read back."""
     name = record.get("wheel_file") or str(record.get("hf_wheel_url") or "").rsplit("/", 1)[-1]
     return manifest_reasons(record, expect) + install_reasons(str(name), installed_version, expect)
@@ -95,7 +98,7 @@ def twin_build_tag(entry: WheelManifest, number: int = 0) -> str:
     return f"{number}{re.sub(r'[^A-Za-z0-9]', '', local)}"
 
 
-def wants_twin(entry: WheelManifest, expect: Expect = Expect()) -> bool:
+def wants_twin(entry: WheelManifest, expect: Expect = DEFAULT) -> bool:
     """A labelled SageAttention wheel of the installer's version with machine code for 12.0 gets
     a plain-version twin: the only kind of wheel the installer's version check passes."""
     try:
@@ -115,7 +118,7 @@ def wants_twin(entry: WheelManifest, expect: Expect = Expect()) -> bool:
 
 
 def pointer_reasons(
-    entry: WheelManifest, index: Index, *, allow_unverified: bool = False, expect: Expect = Expect()
+    entry: WheelManifest, index: Index, *, allow_unverified: bool = False, expect: Expect = DEFAULT
 ) -> list[str]:
     """Why ``entry`` may not become ``latest.json`` (empty: it may)."""
     reasons = []

@@ -207,9 +207,13 @@ def resolve(forced: str | None, python: str, env: Mapping[str, str]) -> Choice:
 def uv_variables(pip_settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
     """pip's effective configuration as uv's own variables, for installs we do not drive
     (nox's uv backend); a variable the user set for uv wins."""
+    extra = " ".join(_split(pip_settings.get("extra-index-url")))
     wanted = {
         "UV_INDEX_URL": pip_settings.get("index-url", ""),
-        "UV_EXTRA_INDEX_URL": " ".join(_split(pip_settings.get("extra-index-url"))),
+        "UV_EXTRA_INDEX_URL": extra,
+        # pip takes the best version from all of its indexes; uv by default stops at the first index
+        # that knows the project (and may find no wheel for this Python there)
+        "UV_INDEX_STRATEGY": "unsafe-best-match" if extra else "",
         "UV_FIND_LINKS": ",".join(_split(pip_settings.get("find-links"))),
         "UV_CONSTRAINT": " ".join(_split(pip_settings.get("constraint"))),
         "SSL_CERT_FILE": pip_settings.get("cert", ""),

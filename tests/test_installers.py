@@ -179,9 +179,13 @@ def test_keep_stack_never_replaces_an_installed_torch(tasks, venv, torch_index):
 def test_installer_output_shows_on_a_terminal_and_not_in_ci_or_json(venv, torch_index, tmp_path):
     def on_a_terminal(*args: str, **extra: str) -> str:
         command = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(venv)]
+        env = _env(torch_index, **extra)
+        for name in ("CI", "GITHUB_ACTIONS"):  # CI itself runs this test with CI=true: a terminal is asked for here
+            if name not in extra:
+                env.pop(name, None)
         done = subprocess.run(
             ["script", "-qec", shlex.join([*command, *args]), os.devnull],
-            env=_env(torch_index, **extra),
+            env=env,
             capture_output=True,
             text=True,
         )
@@ -200,3 +204,12 @@ def test_installer_output_shows_on_a_terminal_and_not_in_ci_or_json(venv, torch_
         shutil.rmtree(path)
     as_json = on_a_terminal("--installer", "pip", "--json")
     assert "Successfully installed" not in as_json and json.loads(as_json[as_json.index("{") :])["changed"]
+
+
+def test_pip_configuration_for_uv_keeps_pips_best_match_across_indexes():
+    settings = {"index-url": "https://a.example/simple", "extra-index-url": "file:///one file:///two"}
+    wanted = installers.uv_variables(settings, {})
+    assert wanted["UV_EXTRA_INDEX_URL"] == "file:///one file:///two"
+    assert wanted["UV_INDEX_STRATEGY"] == "unsafe-best-match"  # uv would stop at the first index with the project
+    assert "UV_INDEX_STRATEGY" not in installers.uv_variables({"index-url": "https://a.example/simple"}, {})
+    assert "UV_INDEX_STRATEGY" not in installers.uv_variables(settings, {"UV_INDEX_STRATEGY": "first-index"})
