@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import locations
+from sage_tasks import locations, venvs
 from tests import support
 
 SHIPPED = ("pyproject.toml", "README.md", "tasks.py", "noxfile.py", "sage_tasks", "manifests")
@@ -39,7 +39,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=root,
     )
     [wheel] = root.glob("sage_tasks-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], check=True)
+    # this interpreter is often a venv itself (nox's): --system-site-packages would show its base, not
+    # what is installed here; our venvs.create lists this interpreter's site-packages instead
+    venvs.create(root / "venv", sys.executable, reuse_from=sys.executable)
     subprocess.run(
         [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
         check=True,

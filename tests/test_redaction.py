@@ -102,8 +102,9 @@ def test_every_log_record_and_warning_is_redacted(case):
         logging.captureWarnings(False)
     written = stream.getvalue()
     assert "Retrying" in written and "insecure request" in written
+    ours = StoreError("cannot read").one_line()  # our own words (the hint names HF_REPO_ID...) are not the secret
     for piece in parts(secret):
-        if piece not in text.replace(secret, ""):
+        if piece not in text.replace(secret, "") and piece not in ours:
             assert piece not in written
             assert piece not in redaction.redact(line)
 
