@@ -19,7 +19,7 @@ from invoke import Collection, Exit, task
 from sage_tasks import log as logsetup
 from sage_tasks import redaction, render
 from sage_tasks import settings as settings_mod
-from sage_tasks.errors import EnvironmentProblem, SageTasksError
+from sage_tasks.errors import ConfigError, EnvironmentProblem, SageTasksError
 
 COMMON = {
     "python": "target interpreter (default: this one; PYTHON_BIN works too)",
@@ -60,8 +60,8 @@ def _progress(json: bool) -> bool:
 def _seed(text: object) -> int | None:
     if text in (None, ""):
         return None
-    if not str(text).isdigit():
-        raise Exit(f"error: --seed {text!r} is not a whole number (use the seed a kernel report printed)", code=2)
+    if not (str(text).isascii() and str(text).isdigit()):  # "²".isdigit() is True, int("²") is not
+        raise ConfigError(f"--seed {text!r} is not a whole number", "pass the seed a kernel report printed")
     return int(str(text))
 
 

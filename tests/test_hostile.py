@@ -328,6 +328,8 @@ def build_cases(world: dict[str, Path]) -> list[Case]:
             may_pass=value.strip() == "7")  # fmt: skip
     for value in ("²", "-1", "none"):
         add("job-counts", f"EXT_PARALLEL={value}", ("build --dry-run",), env={"EXT_PARALLEL": value})
+    for value in ("²", "-3", "x1"):
+        add("job-counts", f"--seed {value}", ("test-kernel",), ("--seed", value))
     # 7. Hub repo ids
     for value in ("a b", "../x", "a/../b", "x/" + "y" * 200, "a/b/c", "/abs", "-x/y", "a/b\n"):
         add("hub-repo-id", f"HF_REPO_ID={value!r}", ("fetch --dry-run", "init-hf --dry-run"),
