@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _report  # bench/: the shared table-and-JSON ending
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,13 +71,11 @@ def main() -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     base = med["invoke probe (baseline)"]
-    print("| command | exit | median s | min–max s | × probe |\n| --- | --- | --- | --- | --- |")
-    for name, value in med.items():
-        low, high = result["spread_s"][name]  # type: ignore[index]
-        print(f"| `{name}` | {codes[name]} | {value:.2f} | {low:.2f}–{high:.2f} | {value / base:.2f} |")
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    _report.emit(
+        result, med, ("command", "exit", "median s", "min–max s", "× probe"),
+        lambda name, v, low, high: (str(codes[name]), f"{v:.2f}", f"{low:.2f}–{high:.2f}", f"{v / base:.2f}"),
+        args.out,
+    )  # fmt: skip
     return 0
 
 

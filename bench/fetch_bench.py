@@ -33,6 +33,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import _report  # bench/: the shared table-and-JSON ending
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -199,13 +201,11 @@ def main() -> int:
         "machine": f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    print("| command | median s | min–max s | × pip | × uv |\n| --- | --- | --- | --- | --- |")
-    for name, value in med.items():
-        low, high = result["spread_s"][name]  # type: ignore[index]
-        print(f"| `{name}` | {value:.3f} | {low:.3f}–{high:.3f} | {value / pip_s:.2f} | {value / uv_s:.2f} |")
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    _report.emit(
+        result, med, ("command", "median s", "min–max s", "× pip", "× uv"),
+        lambda _, v, low, high: (f"{v:.3f}", f"{low:.3f}–{high:.3f}", f"{v / pip_s:.2f}", f"{v / uv_s:.2f}"),
+        args.out,
+    )  # fmt: skip
     return 0
 
 

@@ -17,7 +17,6 @@ it runs on any machine, without a GPU or network.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import _report  # bench/: the shared table-and-JSON ending
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -99,13 +100,11 @@ def main() -> int:
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
-    print("| command | median s | min–max s | × pip |\n| --- | --- | --- | --- |")
-    for name, value in medians.items():
-        low, high = result["spread_s"][name]
-        print(f"| `{name}` | {value:.3f} | {low:.3f}–{high:.3f} | {value / base:.2f} |")
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    _report.emit(
+        result, medians, ("command", "median s", "min–max s", "× pip"),
+        lambda _, v, low, high: (f"{v:.3f}", f"{low:.3f}–{high:.3f}", f"{v / base:.2f}"),
+        args.out,
+    )  # fmt: skip
     return 0
 
 

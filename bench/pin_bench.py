@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _report  # bench/: the shared table-and-JSON ending
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -239,15 +241,17 @@ def main() -> int:
         "machine": f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    if args.mode == "compare":
-        base = result["median_s"]["bare pip install (baseline)"]  # type: ignore[index]
-        print("| command | median s | min–max s | × bare pip |\n| --- | --- | --- | --- |")
-        for name, value in result["median_s"].items():  # type: ignore[union-attr]
-            low, high = result["spread_s"][name]  # type: ignore[index]
-            print(f"| `{name}` | {value:.1f} | {low:.1f}–{high:.1f} | {value / base:.2f} |")
-    print(json.dumps(result, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1))
+    if args.mode != "compare":  # the kill mode has no table
+        print(json.dumps(result, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return 0
+    base = result["median_s"]["bare pip install (baseline)"]  # type: ignore[index]
+    _report.emit(
+        result, result["median_s"], ("command", "median s", "min–max s", "× bare pip"),  # type: ignore[arg-type]
+        lambda _, v, low, high: (f"{v:.1f}", f"{low:.1f}–{high:.1f}", f"{v / base:.2f}"),
+        args.out,
+    )  # fmt: skip
     return 0
 
 
