@@ -40,27 +40,19 @@ def built(dest: Path, label: str = "cu128torch2.8.0.sm120", status: str = "passe
     """A labelled wheel and its manifest as `invoke build` + `test-kernel` leave them in dist/."""
     tag = changes.pop("tag", "cp312-cp312-linux_x86_64")
     wheel = sage_wheel(dest, f"2.2.0+{label}", tag=tag, so=changes.pop("so", b"\x7fELF sm_120"))
-    fields = dict(
-        package="sageattention",
-        **wheelfile.file_facts(wheel),
-        torch_version="2.8.0+cu128",
-        torch_cuda="12.8",
-        torch_cxx11_abi=True,
-        torchvision_version="0.23.0+cu128",
-        torchaudio_version="2.8.0+cu128",
-        triton_version="3.4.0",
-        torch_index_url="https://download.pytorch.org/whl/cu128",
-        target_arch="12.0",
-        cuda_archs=("sm_120",),
-        source={
+    fields = {  # the demo's torch stack, with SageAttention's name, source and an RTX 5090 verdict
+        "package": "sageattention",
+        "recipe": None,
+        "target_arch": "12.0",
+        "cuda_archs": ("sm_120",),
+        "source": {
             "repo": "https://github.com/thu-ml/SageAttention",
             "ref": "v2.2.0",
             "commit": "eb615cf6cf4d221338033340ee2de1c37fbdba4a",
         },
-        verification=Verification(status=status, gpu="NVIDIA GeForce RTX 5090", compute_capability=cc),
-    )
-    fields.update(changes)
-    manifest.write_manifest_file(wheel.with_name(wheel.name + ".json"), WheelManifest(**fields))
+        "verification": Verification(status=status, gpu="NVIDIA GeForce RTX 5090", compute_capability=cc),
+    }
+    support.demo_manifest(wheel, **{**fields, **changes})
     return wheel, wheel.with_name(wheel.name + ".json")
 
 
