@@ -335,12 +335,17 @@ def test_a_second_installer_waits_for_the_lock_and_takes_over_a_dead_ones(tmp_pa
 
 def test_two_concurrent_installers_into_one_venv_serialise(tmp_path, small_pair):
     venv = support.make_venv(tmp_path / "venv")
+    # The first holds the lock (paused after installing) until the other three have started and
+    # queued behind it; they overlap by construction, not by the luck of process start-up times.
+    first = txn_support.harness(venv, small_pair["1.0"], "1.0",
+                                _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="6"))
+    assert txn_support.wait_for(tmp_path / "paused", first)
     slow = _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="1")  # each holds ≥ 1 s
-    procs = [txn_support.harness(venv, small_pair[v], v, slow) for v in ("1.0", "2.0", "1.0", "2.0")]
+    procs = [first, *(txn_support.harness(venv, small_pair[v], v, slow) for v in ("2.0", "1.0", "2.0"))]
     results = [(p.communicate(timeout=300), p.returncode) for p in procs]
     assert all(code == 0 for _, code in results), [r[0][1][-1000:] for r in results]
     assert txn_support.judge(venv, small_pair).holds in ("1.0", "2.0")
-    assert sum("waiting for PID" in err for (_, err), _ in results) >= 1  # they did overlap
+    assert sum(f"waiting for PID {first.pid}" in err for (_, err), _ in results[1:]) >= 1  # they did overlap
     assert txn_support.imports_agree(venv)
     support.count_fault("concurrent installers into one venv", injected=4, survived=4)
 
