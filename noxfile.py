@@ -33,7 +33,7 @@ nox.options.default_venv_backend = "uv|virtualenv"  # uv creates and fills the v
 
 def _with_pip_config(session: nox.Session) -> None:
     """uv reads none of pip's configuration: hand it the same indexes, wheel folders and constraints."""
-    from sage_tasks import installers
+    from sage_tasks.environment import installers
 
     if session.venv_backend == "uv":
         session.env.update(installers.uv_variables(installers.pip_config(sys.executable, os.environ), os.environ))

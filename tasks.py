@@ -16,10 +16,10 @@ from invoke import Collection, Exit, task
 
 # Only what every task needs is imported here; each task imports the rest itself, so that
 # `invoke probe` does not pay for the build, store and Hub code.
-from sage_tasks import log as logsetup
-from sage_tasks import redaction, render
-from sage_tasks import settings as settings_mod
-from sage_tasks.errors import ConfigError, EnvironmentProblem, SageTasksError
+from sage_tasks.core import log as logsetup
+from sage_tasks.core import redaction, render
+from sage_tasks.core import settings as settings_mod
+from sage_tasks.core.errors import ConfigError, EnvironmentProblem, SageTasksError
 
 COMMON = {
     "python": "target interpreter (default: this one; PYTHON_BIN works too)",
@@ -80,7 +80,7 @@ def _settings(**flags: object) -> settings_mod.Settings:
 )
 def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=False):
     """Show GPUs, driver, nvcc, platform and the target's torch stack. Never needs a GPU."""
-    from sage_tasks import probe as probe_mod
+    from sage_tasks.stages import probe as probe_mod
 
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe)
@@ -115,7 +115,7 @@ def pin(
     Order: TORCH_VERSION... environment variables > the store's manifest for this machine >
     the committed lock. TORCH_INDEX_URL overrides the index.
     """
-    from sage_tasks import pipeline
+    from sage_tasks.stages import pipeline
     from sage_tasks.store import open_store
 
     with _guard(verbose):
@@ -162,7 +162,7 @@ def fetch(
     Every rejected candidate is listed with its reasons. WHEEL_URL (with WHEEL_SHA256 or a
     manifest of that file) installs a given wheel instead.
     """
-    from sage_tasks import pipeline
+    from sage_tasks.stages import pipeline
     from sage_tasks.store import open_store
     from sage_tasks.store.local import DistStore
 
@@ -201,8 +201,8 @@ def build(
     MAX_JOBS / EXT_PARALLEL are sized from cores and free memory unless set. The full log is
     kept in a file; progress is shown while it runs. Writes DIST/<wheel> and DIST/<wheel>.json.
     """
-    from sage_tasks import build as build_mod
-    from sage_tasks import pipeline
+    from sage_tasks.stages import build as build_mod
+    from sage_tasks.stages import pipeline
 
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack, timeout=timeout)
@@ -245,7 +245,7 @@ def test_kernel(
     Exit codes: 0 passed, 5 failed, 9 unverified (no GPU here). The verdict is recorded in the
     wheel's manifest.
     """
-    from sage_tasks import pipeline, verify
+    from sage_tasks.stages import pipeline, verify
 
     with _guard(verbose):
         s = _settings(python=python, recipe=recipe, dist=dist)
@@ -290,8 +290,8 @@ def publish(
     verbose=False,
 ):
     """Put wheel + manifest + index + latest.json into the store in one atomic step."""
-    from sage_tasks import build as build_mod
-    from sage_tasks import publish as publish_mod
+    from sage_tasks.stages import build as build_mod
+    from sage_tasks.stages import publish as publish_mod
     from sage_tasks.store import open_store
 
     with _guard(verbose):
@@ -335,7 +335,7 @@ def publish(
 ))  # fmt: skip
 def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
     """Quarantine a published wheel: fetch never selects it again (the file is kept)."""
-    from sage_tasks import publish as publish_mod
+    from sage_tasks.stages import publish as publish_mod
     from sage_tasks.store import open_store
 
     with _guard(verbose):
@@ -349,7 +349,7 @@ def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
 @task(help=_help("store", "hub", "json", "verbose", wheel="file name of the yanked wheel"))
 def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
     """Reverse a yank: the wheel can be selected again."""
-    from sage_tasks import publish as publish_mod
+    from sage_tasks.stages import publish as publish_mod
     from sage_tasks.store import open_store
 
     with _guard(verbose):
@@ -368,7 +368,7 @@ def adopt(c, store=None, hub=None, json=False, verbose=False):
     the installer find what they found before. With the default REMOTE_DIR, the installer's
     folder (sageattention220) is used when the configured one is empty.
     """
-    from sage_tasks import publish as publish_mod
+    from sage_tasks.stages import publish as publish_mod
     from sage_tasks.store import open_store
 
     with _guard(verbose):
@@ -384,8 +384,8 @@ def adopt(c, store=None, hub=None, json=False, verbose=False):
 @task(help=_help("recipe", dist="folder holding built wheels and manifests (default: ./dist)"))
 def summary(c, recipe=None, dist=None):
     """Markdown table of the built wheels in dist/ and their kernel-test verdicts (CI job summaries)."""
-    from sage_tasks import manifest as manifest_mod
-    from sage_tasks import publish as publish_mod
+    from sage_tasks.stages import publish as publish_mod
+    from sage_tasks.store import manifest as manifest_mod
 
     with _guard():
         s = _settings(recipe=recipe, dist=dist)
@@ -398,7 +398,7 @@ def summary(c, recipe=None, dist=None):
 @task(help=_help("recipe", "verbose", dest="folder to export the source into (must not exist)"))
 def source(c, dest, recipe=None, verbose=False):
     """Export the recipe's pinned source (clone at the pinned ref, commit verified) into DEST."""
-    from sage_tasks import build as build_mod
+    from sage_tasks.stages import build as build_mod
 
     with _guard(verbose):
         s = _settings(recipe=recipe)
@@ -443,8 +443,8 @@ def auto(
     Without --recipe, the default recipe not known to fail on this machine's GPU archs is used
     (on 9.0: sageattention-2.2.0-d1a57a5; on 12.0: the v2.2.0 release); the table says which and why.
     """
-    from sage_tasks import pipeline
-    from sage_tasks.manifest import dumps, write_atomic
+    from sage_tasks.stages import pipeline
+    from sage_tasks.store.manifest import dumps, write_atomic
 
     with _guard(verbose):
         s = _settings(
@@ -466,7 +466,7 @@ def auto(
 ))  # fmt: skip
 def binaries(c, wheel, cuobjdump=False, json=False, verbose=False):
     """List the GPU machine code (SASS) and PTX each compiled extension of a wheel carries."""
-    from sage_tasks import binaries as binaries_mod
+    from sage_tasks.wheel import binaries as binaries_mod
 
     with _guard(verbose):
         listing = binaries_mod.list_wheel(Path(wheel), prefer_cuobjdump=cuobjdump)
@@ -479,7 +479,7 @@ def binaries(c, wheel, cuobjdump=False, json=False, verbose=False):
 @task(help=_help("hub", "json", "verbose", dry_run="say what would be created or changed, change nothing"))
 def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
     """Create (if missing) and check the Hugging Face Hub repo used as the store."""
-    from sage_tasks import pipeline
+    from sage_tasks.stages import pipeline
 
     with _guard(verbose):
         s = _settings(hub=hub)

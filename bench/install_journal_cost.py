@@ -23,7 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sage_tasks import install, probe, wheelcheck
+from sage_tasks.environment import install
+from sage_tasks.stages import probe
+from sage_tasks.wheel import wheelcheck
 from tests import support, txn_support
 
 PACKAGE = txn_support.PACKAGE

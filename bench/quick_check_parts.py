@@ -10,7 +10,7 @@ stored Triton cache next to the wheel would give). With --check PATH it also tim
 check end to end (`python PATH --report FILE --quick`) in both cache states.
 
     python bench/quick_check_parts.py --json parts.json
-    python bench/quick_check_parts.py --check sage_tasks/kernel_check.py --json parts.json
+    python bench/quick_check_parts.py --check sage_tasks/target/kernel_check.py --json parts.json
 """
 
 from __future__ import annotations
@@ -158,7 +158,9 @@ def bare_start(runs: int = 5) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--check", help="also time this check program with --quick (e.g. sage_tasks/kernel_check.py)")
+    parser.add_argument(
+        "--check", help="also time this check program with --quick (e.g. sage_tasks/target/kernel_check.py)"
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     if args.child:

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from invoke import Collection, Program
 
-from . import locations
+from .core import locations
 
 
 def _tasks_module() -> ModuleType:

@@ -403,7 +403,7 @@ CP312_TAGS = frozenset(
 
 def entry(**changes):
     """A valid SageAttention manifest for RTX 5090 / cp312 / torch 2.8.0+cu128, with changes."""
-    from sage_tasks.manifest import Verification, WheelManifest
+    from sage_tasks.store.manifest import Verification, WheelManifest
 
     base = dict(
         package="sageattention",
@@ -429,14 +429,14 @@ def entry(**changes):
     )
     base.update(changes)
     if "wheel_file" in changes and "python_tag" not in changes:
-        from sage_tasks.manifest import wheel_tags
+        from sage_tasks.store.manifest import wheel_tags
 
         base["python_tag"], base["abi_tag"], base["platform_tag"] = wheel_tags(changes["wheel_file"])
     return WheelManifest(**base)
 
 
 def want(**changes):
-    from sage_tasks.selection import Want
+    from sage_tasks.stages.selection import Want
 
     base = dict(
         package="sageattention",
@@ -454,7 +454,7 @@ def want(**changes):
 
 
 def target(packages=None, torch_cuda="12.8", abi=True, python="/venv/bin/python"):
-    from sage_tasks.probe import TargetEnv
+    from sage_tasks.stages.probe import TargetEnv
 
     base = {
         "torch": "2.8.0+cu128",
@@ -480,7 +480,7 @@ def target(packages=None, torch_cuda="12.8", abi=True, python="/venv/bin/python"
 
 
 def machine(gpus=(("NVIDIA GeForce RTX 5090", "12.0"),), nvcc="12.8", cores=16, mem_mib=128 * 1024, **target_changes):
-    from sage_tasks.probe import Gpu, Machine, Program
+    from sage_tasks.stages.probe import Gpu, Machine, Program
 
     return Machine(
         gpus=tuple(Gpu(i, name, cc, 32607) for i, (name, cc) in enumerate(gpus)),
@@ -520,8 +520,9 @@ def demo_wheel(dest: Path, version: str = "0.1.0+cu128torch2.8.0", tag: str = "p
 
 def demo_manifest(wheel: Path, status: str = "passed", **changes):
     """The manifest of a demo wheel as sage-tasks' build would write it; saved beside the wheel."""
-    from sage_tasks import manifest, wheelfile
-    from sage_tasks.manifest import Verification, WheelManifest
+    from sage_tasks.store import manifest
+    from sage_tasks.store.manifest import Verification, WheelManifest
+    from sage_tasks.wheel import wheelfile
 
     fields = dict(
         package="sage-demo",

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from sage_tasks import archs
-from sage_tasks.errors import ConfigError
+from sage_tasks.core import archs
+from sage_tasks.core.errors import ConfigError
 
 
 @pytest.mark.parametrize(

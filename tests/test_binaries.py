@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import binaries
-from sage_tasks.errors import IntegrityError
+from sage_tasks.core.errors import IntegrityError
+from sage_tasks.wheel import binaries
 from tests import support
 
 NVCC = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").exists() else None)

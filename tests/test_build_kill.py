@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import runner
-from sage_tasks.errors import BuildError
+from sage_tasks.core import runner
+from sage_tasks.core.errors import BuildError
 from tests import support
 
 # a stand-in for `pip wheel` → ninja → nvcc → cicc: a shell that starts a long "compiler" and waits

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import build, settings
-from sage_tasks.errors import ConfigError, EnvironmentProblem, MachineError
+from sage_tasks.core import settings
+from sage_tasks.core.errors import ConfigError, EnvironmentProblem, MachineError
+from sage_tasks.stages import build
 from tests.support import machine
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from sage_tasks.build import sync_tree
+from sage_tasks.stages.build import sync_tree
 
 OLD = 1_000_000_000  # 2001: older than any object file
 

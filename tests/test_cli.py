@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import locations, venvs
+from sage_tasks.core import locations
+from sage_tasks.environment import venvs
 from tests import support
 
 SHIPPED = ("pyproject.toml", "README.md", "tasks.py", "noxfile.py", "sage_tasks", "manifests")

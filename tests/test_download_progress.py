@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import download
+from sage_tasks.core import download
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import atomic
+from sage_tasks.core import atomic
 from tests import support
 
 

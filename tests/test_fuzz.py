@@ -20,8 +20,9 @@ import referencing
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sage_tasks import manifest, minischema
-from sage_tasks.errors import IntegrityError, SageTasksError, StoreError
+from sage_tasks.core import minischema
+from sage_tasks.core.errors import IntegrityError, SageTasksError, StoreError
+from sage_tasks.store import manifest
 from tests import support
 
 FUZZ = settings(

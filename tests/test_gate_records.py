@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import manifest, pipeline, recipe, selection, settings, verify
-from sage_tasks.errors import ConfigError, IntegrityError
-from sage_tasks.manifest import Verification
+from sage_tasks.core import recipe, settings
+from sage_tasks.core.errors import ConfigError, IntegrityError
+from sage_tasks.stages import pipeline, selection, verify
+from sage_tasks.store import manifest
+from sage_tasks.store.manifest import Verification
 from tests.support import entry, machine, want
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import venvs
+from sage_tasks.environment import venvs
 from tests import support
 
 pytestmark = pytest.mark.gpu

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks.errors import ExitCode
+from sage_tasks.core.errors import ExitCode
 from tests import support
 
 pytestmark = pytest.mark.slow

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import installer_rules, manifest, publish, wheelfile
-from sage_tasks.installer_rules import Expect
-from sage_tasks.manifest import Index, Verification, WheelManifest
-from sage_tasks.selection import select_wheel
-from sage_tasks.settings import StoreConfig
+from sage_tasks.core.settings import StoreConfig
+from sage_tasks.stages import publish
+from sage_tasks.stages.selection import select_wheel
+from sage_tasks.store import installer_rules, manifest
+from sage_tasks.store.installer_rules import Expect
 from sage_tasks.store.local import LocalStore
+from sage_tasks.store.manifest import Index, Verification, WheelManifest
+from sage_tasks.wheel import wheelfile
 from tests import support
 from tests.hub_server import HubServer
 

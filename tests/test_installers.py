@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import installers
+from sage_tasks.environment import installers
 from tests import support
 
 # `pip config list` on the development machine (pip 24, /etc/pip.conf plus PIP_* variables)

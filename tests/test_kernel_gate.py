@@ -24,7 +24,7 @@ except ImportError:
         raise
     pytest.skip("torch is not installed (CI sets SAGE_TESTS_REQUIRE_TORCH=1 to fail instead)", allow_module_level=True)
 
-from sage_tasks import kernel_check as kc
+from sage_tasks.target import kernel_check as kc
 
 pytestmark = pytest.mark.torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from sage_tasks import probe
+from sage_tasks.stages import probe
 from tests import support
 
 CAP = support.CAPTURES / "h100-cuda13"

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from sage_tasks import plan, settings, stack
-from sage_tasks.errors import ExitCode
-from sage_tasks.manifest import Index
+from sage_tasks.core import settings
+from sage_tasks.core.errors import ExitCode
+from sage_tasks.stages import plan, stack
+from sage_tasks.store.manifest import Index
 from tests import support
 
 GIB = 1024**3

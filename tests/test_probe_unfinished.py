@@ -10,8 +10,9 @@ import signal
 
 import pytest
 
-from sage_tasks import envlock, install, probe, transaction
-from sage_tasks.errors import EnvironmentProblem
+from sage_tasks.core.errors import EnvironmentProblem
+from sage_tasks.environment import envlock, install, transaction
+from sage_tasks.stages import probe
 from tests import support, txn_support
 
 pytestmark = pytest.mark.slow

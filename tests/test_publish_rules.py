@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sage_tasks import publish, redaction, settings, verify
-from sage_tasks.errors import ConfigError, ConflictError
-from sage_tasks.manifest import Index, Verification
+from sage_tasks.core import redaction, settings
+from sage_tasks.core.errors import ConfigError, ConflictError
+from sage_tasks.stages import publish, verify
+from sage_tasks.store.manifest import Index, Verification
 from tests.support import entry, machine
 
 NAME = "sageattention-2.2.0+cu128torch2.8.0-cp312-cp312-linux_x86_64.whl"
@@ -78,7 +79,7 @@ def test_remote_dir_must_be_a_plain_folder():
 
 
 def test_an_exported_arch_list_does_not_replace_the_live_gpu_when_fetching():
-    from sage_tasks import fetch
+    from sage_tasks.stages import fetch
 
     on_h100 = machine(gpus=(("NVIDIA H100 80GB HBM3", "9.0"),), nvcc="13.0")
     exported = settings.resolve({}, {"HOME": "/home/u", "TORCH_CUDA_ARCH_LIST": "12.0"})

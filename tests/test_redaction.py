@@ -16,9 +16,9 @@ import warnings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_tasks import log as logsetup
-from sage_tasks import redaction
-from sage_tasks.errors import StoreError
+from sage_tasks.core import log as logsetup
+from sage_tasks.core import redaction
+from sage_tasks.core.errors import StoreError
 from tests import support
 
 # a secret: long enough to be one, with the characters URLs and passwords really hold
@@ -90,7 +90,7 @@ def test_every_log_record_and_warning_is_redacted(case):
         foreign.warning("Retrying in 1s [Retry 1/5]: %s", text)
         logging.getLogger("urllib3.connectionpool").warning("Retrying (%r) after connection broken: %s", 1, text)
         logging.getLogger("requests").error(text)
-        logging.getLogger("sage_tasks.fetch").info("download of %s", text)
+        logging.getLogger("sage_tasks.stages.fetch").info("download of %s", text)
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn(f"insecure request to {text}", UserWarning, stacklevel=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import manifest
+from sage_tasks.store import manifest
 from tests import support
 from tests.hub_server import HubServer
 

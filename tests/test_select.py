@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sage_tasks.manifest import Verification
-from sage_tasks.selection import select_wheel as select
+from sage_tasks.stages.selection import select_wheel as select
+from sage_tasks.store.manifest import Verification
 from tests.support import entry, want
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sage_tasks import stack
-from sage_tasks.errors import ConfigError
-from sage_tasks.locations import manifests_dir
+from sage_tasks.core.errors import ConfigError
+from sage_tasks.core.locations import manifests_dir
+from sage_tasks.stages import stack
 from tests.support import entry, target
 
 LOCKS = manifests_dir({})

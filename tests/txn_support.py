@@ -316,7 +316,8 @@ def kill_campaign(
     import random
     import signal
 
-    from sage_tasks import envlock, probe, transaction
+    from sage_tasks.environment import envlock, transaction
+    from sage_tasks.stages import probe
 
     rng = random.Random(seed)
     versions = sorted(wheels)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ..settings import StoreConfig
 from .base import CommitResult, Store, Update
 from .local import LocalStore
+
+if TYPE_CHECKING:  # settings reads the store's path rules: no import of it at run time
+    from ..core.settings import StoreConfig
 
 __all__ = ["CommitResult", "LocalStore", "Store", "Update", "open_store"]
 

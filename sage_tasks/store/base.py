@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ..manifest import Index, WheelManifest
+from .manifest import Index, WheelManifest
 
 Update = Callable[[Index], Index]
 # files to write, relative to the root: fixed, or decided from the updated index (a publish

@@ -19,12 +19,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import manifest, redaction
-from ..download import RETRY_STATUS
-from ..errors import ConfigError, ConflictError, SageTasksError, StoreError
-from ..manifest import Index, WheelManifest
-from ..settings import StoreConfig
+from ..core import redaction
+from ..core.download import RETRY_STATUS
+from ..core.errors import ConfigError, ConflictError, SageTasksError, StoreError
+from ..core.settings import StoreConfig
+from . import manifest
 from .base import CommitResult, Files, Update, files_for
+from .manifest import Index, WheelManifest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import atomic, manifest
-from ..errors import StoreError
-from ..manifest import Index, WheelManifest
+from ..core import atomic
+from ..core.errors import StoreError
+from . import manifest
 from .base import CommitResult, Files, Update, files_for
+from .manifest import Index, WheelManifest
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import archs, scripts, tomlfile
+from ..environment import scripts
+from . import archs, tomlfile
 from .errors import ConfigError
 
 _TOP = {"name", "package", "version", "description", "source", "build", "check", "known_bad"}

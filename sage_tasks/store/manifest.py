@@ -21,10 +21,10 @@ from typing import Any
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from . import atomic, minischema, redaction
-from .archs import cuda_from_flavor, flavor_from_index_url, parse_arch_list, sm_number
-from .errors import ConfigError, IntegrityError, StoreError
-from .locations import manifests_dir
+from ..core import atomic, minischema, redaction
+from ..core.archs import cuda_from_flavor, flavor_from_index_url, parse_arch_list, sm_number
+from ..core.errors import ConfigError, IntegrityError, StoreError
+from ..core.locations import manifests_dir
 
 SCHEMA_VERSION = 1
 WHEELS_DIR = "wheels"

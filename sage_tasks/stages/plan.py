@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import EnvironmentProblem, MachineError, SageTasksError, UnverifiedError
+from ..core.settings import Settings
+from ..store.manifest import Index
 from . import build, fetch, selection, stack
-from .errors import EnvironmentProblem, MachineError, SageTasksError, UnverifiedError
-from .manifest import Index
 from .probe import Machine
-from .settings import Settings
 
 GIB = 1024**3
 BUILD_DISK = 4 * GIB  # a SageAttention build tree (objects for every arch) and its wheel

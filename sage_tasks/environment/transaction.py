@@ -34,8 +34,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import atomic
-from .errors import EnvironmentProblem, Interrupted
+from ..core import atomic
+from ..core.errors import EnvironmentProblem, Interrupted
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,16 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from . import binaries, download, manifest, wheelfile
-from . import install as installer
-from . import log as logsetup
-from .errors import IntegrityError, NoMatchError
-from .manifest import Index, WheelManifest
+from ..core import download
+from ..core import log as logsetup
+from ..core.errors import IntegrityError, NoMatchError
+from ..core.settings import Settings
+from ..environment import install as installer
+from ..store import Store, manifest
+from ..store.manifest import Index, WheelManifest
+from ..wheel import binaries, wheelfile
 from .probe import Machine, TargetEnv
 from .selection import Selection, Want, select_wheel
-from .settings import Settings
-from .store import Store
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import archs, manifest, redaction, runner
-from . import log as logsetup
-from .errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
-from .install import installed_sha256
-from .manifest import Verification
+from ..core import archs, redaction, runner
+from ..core import log as logsetup
+from ..core.errors import EnvironmentProblem, IntegrityError, KernelTestError, UnverifiedError
+from ..core.settings import Settings
+from ..environment.install import installed_sha256
+from ..store import manifest
+from ..store.manifest import Verification
 from .probe import Machine
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

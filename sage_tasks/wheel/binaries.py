@@ -21,8 +21,8 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import archs, atomic, runner
-from .errors import ConfigError, IntegrityError
+from ..core import archs, atomic, runner
+from ..core.errors import ConfigError, IntegrityError
 
 FATBIN_MAGIC = 0xBA55ED50
 KIND_PTX, KIND_CUBIN = 1, 2

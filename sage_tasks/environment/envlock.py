@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import atomic
-from .errors import EnvironmentBusy, EnvironmentProblem
+from ..core import atomic
+from ..core.errors import EnvironmentBusy, EnvironmentProblem
 
 log = logging.getLogger(__name__)
 

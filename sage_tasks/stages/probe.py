@@ -23,8 +23,10 @@ from pathlib import Path
 
 from packaging import tags as pkg_tags
 
-from . import _target_facts, locations, runner, scripts
-from .errors import EnvironmentProblem, SageTasksError
+from ..core import locations, runner
+from ..core.errors import EnvironmentProblem, SageTasksError
+from ..environment import scripts
+from ..target import facts as _target_facts
 
 log = logging.getLogger(__name__)
 
@@ -424,8 +426,8 @@ def unfinished_install(target: TargetEnv) -> dict[str, object] | None:
     runs, and what the next command will do about it: what recovery itself would do or say."""
     if "purelib" not in target.paths:
         return None
-    from . import envlock, transaction
-    from .errors import EnvironmentProblem
+    from ..core.errors import EnvironmentProblem
+    from ..environment import envlock, transaction
 
     folder = envlock.state_dir(target.paths)
     try:

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import runner
+from ..core import runner
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def find_uv(env: Mapping[str, str]) -> str | None:
 
 def pip_config(python: str, env: Mapping[str, str]) -> dict[str, str]:
     """pip's effective configuration for the target (its files and the PIP_* variables)."""
-    from .errors import SageTasksError
+    from ..core.errors import SageTasksError
 
     for interpreter in dict.fromkeys([python, _self()]):
         try:

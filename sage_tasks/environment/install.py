@@ -34,10 +34,13 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import envlock, probe, runner, transaction, wheelcheck
-from .errors import EnvironmentProblem, IntegrityError, SageTasksError
-from .probe import TargetEnv
-from .wheelfile import sha256_file
+from ..core import runner
+from ..core.errors import EnvironmentProblem, IntegrityError, SageTasksError
+from ..stages import probe
+from ..stages.probe import TargetEnv
+from ..wheel import wheelcheck
+from ..wheel.wheelfile import sha256_file
+from . import envlock, transaction
 
 log = logging.getLogger(__name__)
 

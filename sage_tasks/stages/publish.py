@@ -22,10 +22,10 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from . import installer_rules, manifest, wheelfile
-from .errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
-from .manifest import Index, Verification, WheelManifest
-from .store import Store
+from ..core.errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
+from ..store import Store, installer_rules, manifest
+from ..store.manifest import Index, Verification, WheelManifest
+from ..wheel import wheelfile
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import runner
-from .errors import EnvironmentProblem
+from ..core import runner
+from ..core.errors import EnvironmentProblem
 
 _SITE_DIRS = (
     "import json, site, sysconfig; print(json.dumps([*site.getsitepackages(), sysconfig.get_paths()['purelib']]))"

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..store.manifest import check_relative_path
 from . import archs, locations, tomlfile
 from .errors import ConfigError, IntegrityError
-from .manifest import check_relative_path
 from .recipe import Recipe, Source, load_recipe
 
 FLAGS = {"python", "recipe", "store", "hub", "arch", "stack", "source", "dist", "verbose", "timeout", "installer", "keep_stack",

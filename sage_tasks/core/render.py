@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from . import redaction
 
 if TYPE_CHECKING:  # only for annotations: rendering a probe must not import the pipeline
-    from .pipeline import RunReport
-    from .probe import Machine
+    from ..stages.pipeline import RunReport
+    from ..stages.probe import Machine
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str] | None = None) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import archs
+from ..core import archs
 from .manifest import Index, WheelManifest, latest_record
 
 PACKAGE = "sageattention"

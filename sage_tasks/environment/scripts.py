@@ -11,8 +11,8 @@ import hashlib
 import os
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-SCRIPTS = {"target_facts": HERE / "_target_facts.py", "kernel_check": HERE / "kernel_check.py"}
+HERE = Path(__file__).resolve().parent.parent / "target"
+SCRIPTS = {"target_facts": HERE / "facts.py", "kernel_check": HERE / "kernel_check.py"}
 
 
 def path(name: str, cache_dir: Path) -> Path:

@@ -26,7 +26,7 @@ from typing import BinaryIO
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .errors import IntegrityError
+from ..core.errors import IntegrityError
 
 MAX_MEMBERS = 20_000
 MAX_MEMBER_BYTES = 2 << 30  # one file, uncompressed

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from . import archs
-from .manifest import INSTALLER_MIN_CUDA, WheelManifest
+from ..core import archs
+from ..store.manifest import INSTALLER_MIN_CUDA, WheelManifest
 
 
 @dataclass(frozen=True)

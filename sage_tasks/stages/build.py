@@ -29,13 +29,15 @@ from typing import Any
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from . import archs, atomic, binaries, manifest, redaction, runner, wheelfile
-from . import log as logsetup
-from .errors import BuildError, ConfigError, EnvironmentProblem, IntegrityError, MachineError
-from .manifest import Verification, WheelManifest
+from ..core import archs, atomic, redaction, runner
+from ..core import log as logsetup
+from ..core.errors import BuildError, ConfigError, EnvironmentProblem, IntegrityError, MachineError
+from ..core.recipe import Recipe
+from ..core.settings import Settings
+from ..store import manifest
+from ..store.manifest import Verification, WheelManifest
+from ..wheel import binaries, wheelfile
 from .probe import Machine, Program
-from .recipe import Recipe
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,12 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from . import archs, atomic, installers, probe, runner, tomlfile
-from . import log as logsetup
-from .errors import ConfigError, EnvironmentProblem
-from .manifest import WheelManifest
+from ..core import archs, atomic, runner, tomlfile
+from ..core import log as logsetup
+from ..core.errors import ConfigError, EnvironmentProblem
+from ..environment import installers
+from ..store.manifest import WheelManifest
+from . import probe
 
 log = logging.getLogger(__name__)
 

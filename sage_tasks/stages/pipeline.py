@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import build, download, fetch, install, plan, probe, selection, stack, verify
-from . import log as logsetup
-from . import recipe as recipe_mod
-from .errors import ConfigError, NoMatchError, SageTasksError
-from .manifest import Index, WheelManifest
+from ..core import download
+from ..core import log as logsetup
+from ..core import recipe as recipe_mod
+from ..core.errors import ConfigError, NoMatchError, SageTasksError
+from ..core.settings import Settings
+from ..environment import install
+from ..store import Store, open_store
+from ..store.manifest import Index, WheelManifest
+from . import build, fetch, plan, probe, selection, stack, verify
 from .probe import Machine
 from .publish import publish
-from .settings import Settings
-from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ def init_hub(settings: Settings, *, dry_run: bool = False) -> dict[str, Any]:
             "init-hf needs a Hugging Face Hub store",
             "set HF_REPO_ID (and HF_TOKEN) or pass --hub NAMESPACE/NAME",
         )
-    from .store.hub import init_repo
+    from ..store.hub import init_repo
 
     return init_repo(settings.store, settings.env, dry_run=dry_run)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from .atomic import open_regular
-from .errors import IntegrityError
-from .manifest import check_wheel_name
+from ..core.atomic import open_regular
+from ..core.errors import IntegrityError
+from ..store.manifest import check_wheel_name
 
 CHUNK = 1 << 20
 

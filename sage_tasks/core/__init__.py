@@ -1,0 +1,1 @@
+"""What every stage shares: settings, errors, the one subprocess runner, logging, rendering, atomic files."""

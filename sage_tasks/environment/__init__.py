@@ -1,0 +1,1 @@
+"""The target interpreter: installers, virtual environments, and the transactional install."""

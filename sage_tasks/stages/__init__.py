@@ -1,0 +1,1 @@
+"""One module per stage of the pipeline (probe, pin, fetch, build, verify, publish) and ``auto``."""
