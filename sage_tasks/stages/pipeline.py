@@ -151,7 +151,7 @@ def init_hub(settings: Settings, *, dry_run: bool = False) -> dict[str, Any]:
             "init-hf needs a Hugging Face Hub store",
             "set HF_REPO_ID (and HF_TOKEN) or pass --hub NAMESPACE/NAME",
         )
-    from ..store.hub import init_repo
+    from ..store.hub_init import init_repo
 
     return init_repo(settings.store, settings.env, dry_run=dry_run)
 
