@@ -23,85 +23,23 @@ from ..core import redaction
 from ..core.download import RETRY_STATUS
 from ..core.errors import ConfigError, ConflictError, SageTasksError, StoreError
 from ..core.settings import StoreConfig
-from . import manifest
+from . import hub_errors, manifest
 from .base import CommitResult, Files, Update, files_for
 from .manifest import Index, WheelManifest
 
 log = logging.getLogger(__name__)
+
+
 T = TypeVar("T")
 
+
 LEGACY_FOLDER = "sageattention220"  # the bash installer's default REMOTE_DIR
+
+
 COMMIT_ATTEMPTS = 6
+
+
 CALL_ATTEMPTS = 4
-
-CARD = """---
-pretty_name: SageAttention wheels
-tags:
-- sageattention
-- wheels
----
-# SageAttention wheels built by sage-tasks
-
-Prebuilt SageAttention wheels, each for one exact torch build, Python version and GPU arch,
-published by [sage-tasks](https://github.com/) after a kernel test on the target GPU.
-
-## Layout
-```
-{root}/index.json                  every wheel's manifest (read once to choose a wheel)
-{root}/latest.json                 the bash installer's pointer: only a wheel it accepts on an RTX 5090
-{root}/wheels/<wheel file>
-{root}/manifests/<wheel file>.json
-```
-A manifest records the wheel's sha256 and size, its Python/ABI/platform tags, the torch,
-torchvision, torchaudio and triton versions and torch index it was built against, torch's CUDA
-and C++11 ABI, the GPU archs its binaries carry, the source commit, and the kernel test verdict.
-
-## Install from here
-```bash
-export HF_REPO_ID={repo_id}   # plus HF_TOKEN if the repo is private
-invoke auto                   # pins the stack, fetches the matching wheel, checks it on the GPU
-```
-`invoke fetch --dry-run` shows which wheel fits the machine and why the others do not.
-Never install a wheel from here with plain pip unless torch, CUDA and the GPU arch match its manifest.
-Wheels named `sageattention-2.2.0-<build tag>-…` are plain-version twins of the labelled ones (same
-binaries) for machines still running the bash installer, which requires the version `2.2.0` exactly.
-"""
-
-
-def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def _server_message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    message = None
-    if response is not None:
-        message = response.headers.get("X-Error-Message") if hasattr(response, "headers") else None
-        if not message:
-            try:
-                body = response.json()
-                message = body.get("error") if isinstance(body, dict) else None
-            except Exception:
-                message = None
-    text = message or str(exc).splitlines()[0]
-    return redaction.redact(text)[:300]
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    names = {c.__name__ for c in type(exc).__mro__}
-    return bool(
-        names
-        & {
-            "ConnectionError",
-            "ConnectError",
-            "TimeoutException",
-            "ReadTimeout",
-            "ConnectTimeout",
-            "RemoteProtocolError",
-            "ReadError",
-        }
-    ) or isinstance(exc, OSError)
 
 
 class HubStore:
@@ -144,7 +82,7 @@ class HubStore:
             RevisionNotFoundError,
         )
 
-        status = _status(exc)
+        status = hub_errors.status(exc)
         if isinstance(exc, OfflineModeIsEnabled | LocalEntryNotFoundError) and self.offline:
             return StoreError(
                 f"{what}: HF_HUB_OFFLINE=1 and it is not in the local cache",
@@ -175,7 +113,7 @@ class HubStore:
                 "set HF_REPO_BRANCH to an existing branch",
             )
         if isinstance(exc, LocalEntryNotFoundError):  # a subclass of EntryNotFoundError: test it first
-            underlying = _status(exc.__cause__) or _status(exc.__context__)
+            underlying = hub_errors.status(exc.__cause__) or hub_errors.status(exc.__context__)
             why = f"HTTP {underlying} after retries" if underlying else "no answer"
             return StoreError(
                 f"{what}: cannot reach {self.endpoint} ({why}) and nothing is cached",
@@ -185,7 +123,7 @@ class HubStore:
             return StoreError(f"{what}: not found in {self.repo_id}")
         if status is not None:
             return StoreError(
-                f"{what}: HTTP {status} from {self.endpoint}: {_server_message(exc)}",
+                f"{what}: HTTP {status} from {self.endpoint}: {hub_errors.server_message(exc)}",
                 "try again later" if status >= 500 else None,
             )
         return StoreError(
@@ -202,10 +140,10 @@ class HubStore:
             except SageTasksError:
                 raise
             except Exception as exc:
-                status = _status(exc)
+                status = hub_errors.status(exc)
                 if status in passthrough:
                     raise
-                retryable = status in RETRY_STATUS or (status is None and _is_connection_error(exc))
+                retryable = status in RETRY_STATUS or (status is None and hub_errors.is_connection_error(exc))
                 if not retryable or attempt == attempts:
                     raise self._translate(exc, what) from exc
                 delay = self._delay(attempt)
@@ -317,7 +255,7 @@ class HubStore:
                 f"looking up {self.repo_id}", lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type)
             )
         except StoreError as e:
-            if isinstance(e.__cause__, RepositoryNotFoundError) and _status(e.__cause__) in (None, 404):
+            if isinstance(e.__cause__, RepositoryNotFoundError) and hub_errors.status(e.__cause__) in (None, 404):
                 return False
             raise
         return True
@@ -395,7 +333,7 @@ class HubStore:
                     passthrough=(412,),
                 )
             except Exception as exc:
-                if _status(exc) != 412:
+                if hub_errors.status(exc) != 412:
                     raise
                 last = "someone else published in between (HTTP 412)"
                 delay = self._delay(attempt)
@@ -415,72 +353,3 @@ class HubStore:
             f"could not publish to {self.repo_id} after {COMMIT_ATTEMPTS} attempts: {last}; the repo was not changed by us",
             "publishers keep colliding: try again in a minute",
         )
-
-
-# ---------------------------------------------------------------- init-hf
-
-
-def init_repo(config: StoreConfig, env: Mapping[str, str], *, dry_run: bool = False) -> dict[str, Any]:
-    """Create the repo if missing (idempotent), check the token's identity and write access,
-    and keep a dataset card explaining the layout. Reports what it found and did."""
-    from huggingface_hub import CommitOperationAdd
-
-    store = HubStore(config, env)
-    if not store.token:
-        raise StoreError("init-hf needs a token", "set HF_TOKEN (a write token for the repo's namespace)")
-    who = store._retrying("checking the token (whoami)", lambda: store.api.whoami(token=store.token))
-    user = who.get("name")
-    role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
-    if role == "read":
-        raise StoreError(f"the token of {user} is read-only", "create a write (or fine-grained with write) token")
-    namespace = store.repo_id.split("/", 1)[0]
-    orgs = {o.get("name") for o in who.get("orgs") or [] if isinstance(o, dict)}
-    if namespace != user and namespace not in orgs:
-        log.warning(
-            "%s is neither %s nor one of their organizations: creating or writing may be refused", namespace, user
-        )
-    exists = store.repo_exists()
-    report: dict[str, Any] = {
-        "repo": store.repo_id,
-        "type": store.repo_type,
-        "endpoint": store.endpoint,
-        "user": user,
-        "token_role": role or "unknown",
-        "existed": exists,
-        "dry_run": dry_run,
-    }
-    if not exists:
-        report["action"] = f"would create ({'private' if config.private else 'public'})" if dry_run else "created"
-        if not dry_run:
-            store._retrying(
-                f"creating {store.repo_id}",
-                lambda: store.api.create_repo(
-                    store.repo_id, repo_type=store.repo_type, private=config.private, exist_ok=True
-                ),
-            )
-    card = CARD.format(root=store.root, repo_id=store.repo_id).encode()
-    current = None if not exists else store.read_bytes("README.md")
-    if current == card:
-        report["card"] = "up to date"
-    elif dry_run:
-        report["card"] = "would write"
-    else:
-        store._retrying(
-            f"writing the card of {store.repo_id}",
-            lambda: store.api.create_commit(
-                store.repo_id,
-                operations=[CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card)],
-                commit_message="sage-tasks: dataset card",
-                repo_type=store.repo_type,
-                revision=store.revision,
-            ),
-        )
-        report["card"] = "written"
-    if exists or not dry_run:
-        info = store._retrying(
-            "reading the repo", lambda: store.api.repo_info(store.repo_id, repo_type=store.repo_type)
-        )
-        report["private"] = bool(getattr(info, "private", False))
-        report["head"] = info.sha
-        report["index"] = f"{len(store.read_index().wheels)} wheel(s) under {store.root}/"
-    return report
