@@ -109,6 +109,27 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> s
     return support.build_simple_index(root / "whl" / "cu128", wheels)
 
 
+@pytest.fixture
+def fault(request):
+    """``fault(kind)``: this test injects one fault of ``kind``. It counts as survived only if the
+    test then passes (read from the test's own report), never by a literal."""
+    kinds: list[str] = []
+    request.node.stash[_FAULT_KINDS] = kinds
+    return kinds.append
+
+
+_FAULT_KINDS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        for kind in item.stash.get(_FAULT_KINDS, []):
+            support.count_fault(kind, injected=1, survived=int(report.passed))
+    return report
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """Print the fault-injection counts (and save them when SAGE_RELIABILITY_OUT is set)."""
     if not support.FAULTS:

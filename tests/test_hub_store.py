@@ -153,7 +153,8 @@ def test_publish_retries_503_then_succeeds(tasks, hub, env, tmp_path):
     support.count_fault("503 twice on the Hub commit (retried)", injected=2, survived=2)
 
 
-def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tmp_path):
+def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tmp_path, fault):
+    fault("500 forever on the Hub commit (repo unchanged)")
     assert tasks("init-hf", env=env).returncode == 0
     head, files = hub.head_commit(REPO_ID), hub.repo_files(REPO_ID)
     hub.fail_always("commit", 500)
@@ -162,10 +163,10 @@ def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tm
     [line] = [line for line in published.stderr.splitlines() if line.startswith("store error")]
     assert "HTTP 500" in line
     assert hub.head_commit(REPO_ID) == head and hub.repo_files(REPO_ID) == files
-    support.count_fault("500 forever on the Hub commit (repo unchanged)")
 
 
-def test_stored_wheel_that_no_longer_matches_is_refused(tasks, hub, env, recipe, tmp_path):
+def test_stored_wheel_that_no_longer_matches_is_refused(tasks, hub, env, recipe, tmp_path, fault):
+    fault("stored wheel altered on the Hub (refused)")
     assert tasks("init-hf", env=env).returncode == 0
     wheel, published = publish_demo(tasks, env, tmp_path / "dist")
     assert published.returncode == 0
@@ -178,7 +179,6 @@ def test_stored_wheel_that_no_longer_matches_is_refused(tasks, hub, env, recipe,
     assert result.returncode == 7, result.stderr
     assert "nothing was installed" in result.stderr
     assert support.installed_version(venv, "sage-demo") is None
-    support.count_fault("stored wheel altered on the Hub (refused)")
 
 
 def test_bash_installer_layout_is_still_readable(tasks, hub, env, recipe, tmp_path):

@@ -114,7 +114,8 @@ def test_scripts_and_console_entry_points_get_the_target_interpreter(tmp_path):
 @pytest.mark.parametrize(
     "member", ["../evil.py", "/abs/evil.py", "demo_pkg\\evil.py", "demo_pkg-1.0.data/unknown/x", "C:/evil.py"]
 )
-def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member):
+def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member, fault):
+    fault("hostile wheel names (index, manifest, wheel members)")
     venv = support.make_venv(tmp_path / "venv")
     wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {"demo_pkg/__init__.py": ""})
     with zipfile.ZipFile(wheel, "a") as zf:
@@ -123,14 +124,14 @@ def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member):
     with pytest.raises(IntegrityError):
         install_and_commit(venv, wheel, "demo-pkg", "1.0")
     assert snapshot(venv) == before
-    support.count_fault("hostile wheel names (index, manifest, wheel members)")
 
 
 # ---------------------------------------------------------------- rollback
 
 
 @pytest.mark.parametrize("had_old", [True, False], ids=["replacing", "fresh"])
-def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_old):
+def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_old, fault):
+    fault("failed read-back (rolled back byte for byte)")
     venv = support.make_venv(tmp_path / "venv")
     old = support.make_wheel(tmp_path / "w1", "demo-pkg", "1.0", {
         "demo_pkg/__init__.py": "V = 1\n", "demo_pkg/kept.py": "k = 1\n", "demo_pkg/data/table.bin": os.urandom(4096),
@@ -151,7 +152,6 @@ def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_
     if not had_old:
         assert not (site / "demo_pkg").exists(), "an empty folder would import as a namespace package"
     assert txn_support.imports_agree(venv, "demo-pkg")
-    support.count_fault("failed read-back (rolled back byte for byte)")
 
 
 def test_a_wheel_that_would_overwrite_torch_is_refused(tmp_path):
@@ -199,7 +199,8 @@ def _write(path: Path, data: bytes) -> Path:
     ["truncated", "bad deflate data", "undecodable name", "not in RECORD", "hash differs", "METADATA differs",
      "version differs"],
 )  # fmt: skip
-def test_broken_wheels_are_typed_errors(tmp_path, how):
+def test_broken_wheels_are_typed_errors(tmp_path, how, fault):
+    fault("broken wheels (zip, deflate data, names, RECORD, METADATA)")
     venv = support.make_venv(tmp_path / "venv")
     body = "\n".join(f"x{i} = {i * 7919}" for i in range(5000))
     files = {"demo_pkg/__init__.py": "", "demo_pkg/big.py": body}
@@ -239,7 +240,6 @@ def test_broken_wheels_are_typed_errors(tmp_path, how):
     with pytest.raises(IntegrityError):
         install_and_commit(venv, wheel, "demo-pkg", "1.0")
     assert snapshot(venv) == before
-    support.count_fault("broken wheels (zip, deflate data, names, RECORD, METADATA)")
 
 
 BOMB = """
@@ -262,7 +262,8 @@ except IntegrityError as e:
 
 
 @pytest.mark.parametrize("lying", [False, True], ids=["honest-sizes", "lying-sizes"])
-def test_a_zip_bomb_is_refused_fast_in_bounded_memory(tmp_path, lying):
+def test_a_zip_bomb_is_refused_fast_in_bounded_memory(tmp_path, lying, fault):
+    fault("zip bomb (2 MB → 2 GiB)")
     venv = support.make_venv(tmp_path / "venv")
     bomb = txn_support.zip_bomb(tmp_path / "bomb", lying=lying)
     assert bomb.stat().st_size < 3 << 20
@@ -279,7 +280,6 @@ def test_a_zip_bomb_is_refused_fast_in_bounded_memory(tmp_path, lying):
     assert int(extra_kib) < 256 * 1024
     assert "kernels.bin" in message
     assert not list((txn_support.site_packages(venv) / ".sage-tasks").glob("txn-*"))
-    support.count_fault("zip bomb (2 MB → 2 GiB)")
 
 
 # ---------------------------------------------------------------- lock and signals
@@ -298,7 +298,8 @@ def small_pair(tmp_path_factory):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_an_open_install_rolls_it_back(tmp_path, small_pair, sig):
+def test_a_signal_during_an_open_install_rolls_it_back(tmp_path, small_pair, sig, fault):
+    fault(f"{signal.Signals(sig).name} during an open install (rolled back)")
     venv = support.make_venv(tmp_path / "venv")
     install_and_commit(venv, small_pair["1.0"], txn_support.PACKAGE, "1.0")
     before = snapshot(venv)
@@ -310,10 +311,10 @@ def test_a_signal_during_an_open_install_rolls_it_back(tmp_path, small_pair, sig
     assert "restored bigdemo 1.0" in err and err.count("interrupted: interrupted by") == 1, err[-2000:]
     assert snapshot(venv) == before
     assert txn_support.judge(venv, small_pair).holds == "1.0"
-    support.count_fault(f"{signal.Signals(sig).name} during an open install (rolled back)")
 
 
-def test_a_second_installer_waits_for_the_lock_and_takes_over_a_dead_ones(tmp_path, small_pair):
+def test_a_second_installer_waits_for_the_lock_and_takes_over_a_dead_ones(tmp_path, small_pair, fault):
+    fault("lock held by a killed installer (taken over)")
     venv = support.make_venv(tmp_path / "venv")
     install_and_commit(venv, small_pair["1.0"], txn_support.PACKAGE, "1.0")
     first = txn_support.harness(venv, small_pair["2.0"], "2.0", _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed"))
@@ -331,7 +332,6 @@ def test_a_second_installer_waits_for_the_lock_and_takes_over_a_dead_ones(tmp_pa
     assert second.returncode == 0, err[-2000:]
     assert "rolled back an interrupted install (bigdemo 1.0 → 2.0): bigdemo 1.0 is back" in err
     assert txn_support.judge(venv, small_pair).holds == "2.0"
-    support.count_fault("lock held by a killed installer (taken over)")
 
 
 def test_two_concurrent_installers_into_one_venv_serialise(tmp_path, small_pair):

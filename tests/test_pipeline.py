@@ -104,7 +104,8 @@ def test_auto_builds_publishes_then_a_fresh_venv_fetches_the_same_wheel(tasks, d
         assert column in third.stdout
 
 
-def test_tampered_wheel_is_refused_before_install(tasks, demo, env, wheelhouse, tmp_path):
+def test_tampered_wheel_is_refused_before_install(tasks, demo, env, wheelhouse, tmp_path, fault):
+    fault("stored wheel altered, local store (refused)")
     builder = fresh_venv(tmp_path / "builder", wheelhouse)
     assert tasks("auto", "--python", str(builder), "--recipe", str(demo["recipe"]), env=env).returncode == 0
     store = tmp_path / "store" / "sageattention"
@@ -120,7 +121,6 @@ def test_tampered_wheel_is_refused_before_install(tasks, demo, env, wheelhouse, 
     assert result.returncode == 7, result.stderr
     assert "sha256" in result.stderr and "nothing was installed" in result.stderr
     assert support.installed_version(victim, "sage-demo") is None
-    support.count_fault("stored wheel altered, local store (refused)")
 
 
 def test_fetch_lists_rejected_candidates_with_reasons(tasks, demo, env, wheelhouse, tmp_path):

@@ -128,8 +128,8 @@ def test_kill_9_during_publish_never_leaves_the_store_inconsistent(tmp_path):
             outcomes["wheel written, not indexed"] += 1
         else:
             outcomes["nothing visible"] += 1
-        support.count_fault("kill -9 during local publish")
     print(f"\nkill -9 outcomes over {kills} publishes: {outcomes}")
+    support.count_fault("kill -9 during local publish", injected=kills, survived=sum(outcomes.values()))
     assert outcomes["indexed"] < kills, "no kill landed before the commit point"
     final = big_demo_wheel(tmp_path / "final", "0.2.0+cu128torch2.8.0")
     done = subprocess.run([sys.executable, "-c", harness, str(base), str(final)], capture_output=True, text=True)
@@ -193,7 +193,8 @@ def no_partial_wheels(tmp_path: Path, good: Path) -> None:
             assert hashlib.sha256(path.resolve().read_bytes()).hexdigest() == digest, f"partial wheel at {path}"
 
 
-def test_cut_downloads_are_resumed_or_fail_cleanly(tasks, hub_env, tmp_path):
+def test_cut_downloads_are_resumed_or_fail_cleanly(tasks, hub_env, tmp_path, fault):
+    fault("download cut every time (clear error)")
     hub, env = hub_env
     wheel, venv, recipe = _published_on_hub(tasks, hub_env, tmp_path)
     hub.cut_downloads(after_bytes=100_000, times=2)
@@ -211,11 +212,11 @@ def test_cut_downloads_are_resumed_or_fail_cleanly(tasks, hub_env, tmp_path):
     one_line_error(failed.stderr)
     assert support.installed_version(other, "sage-demo") is None
     no_partial_wheels(tmp_path, wheel)
-    support.count_fault("download cut every time (clear error)")
     hub.clear_faults()
 
 
-def test_503_and_429_storms(tasks, hub_env, tmp_path):
+def test_503_and_429_storms(tasks, hub_env, tmp_path, fault):
+    fault("429 forever on downloads (clear error)")
     hub, env = hub_env
     _, venv, recipe = _published_on_hub(tasks, hub_env, tmp_path, megabytes=1)
     other = support.make_venv(tmp_path / "venv-b")
@@ -246,7 +247,6 @@ def test_503_and_429_storms(tasks, hub_env, tmp_path):
     assert failed.returncode == 6
     assert "HTTP 429" in one_line_error(failed.stderr)
     assert support.installed_version(other, "sage-demo") is None
-    support.count_fault("429 forever on downloads (clear error)")
     hub.clear_faults()
 
 
@@ -293,7 +293,8 @@ def published_locally(tmp_path: Path, torch_index: str, wheel: Path) -> tuple[di
     return env, invoke, venv
 
 
-def test_file_size_limit_while_fetching(tmp_path, torch_index, no_gpu_path):
+def test_file_size_limit_while_fetching(tmp_path, torch_index, no_gpu_path, fault):
+    fault("file-size limit while downloading")
     wheel = big_demo_wheel(tmp_path / "dist", "0.1.0+cu128torch2.8.0", megabytes=6)
     env, invoke, venv = published_locally(tmp_path, torch_index, wheel)
     recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
@@ -307,10 +308,10 @@ def test_file_size_limit_while_fetching(tmp_path, torch_index, no_gpu_path):
     cache = Path(env.get("SAGE_TASKS_CACHE", tmp_path))
     assert not list(cache.rglob("*.whl")) and not list(cache.rglob(".*.tmp")), "a partial wheel was left"
     assert support.installed_version(venv, "sage-demo") is None
-    support.count_fault("file-size limit while downloading")
 
 
-def test_file_size_limit_while_building(tasks, tmp_path, torch_index, wheelhouse, no_gpu_path):
+def test_file_size_limit_while_building(tasks, tmp_path, torch_index, wheelhouse, no_gpu_path, fault):
+    fault("file-size limit while building")
     repo, commit = support.make_demo_repo(tmp_path / "src")
     recipe = support.write_demo_recipe(tmp_path / "demo.toml", repo.as_uri(), commit)
     env = {**os.environ, "TORCH_INDEX_URL": torch_index, "SAGE_DIST": str(tmp_path / "dist")}
@@ -328,7 +329,6 @@ def test_file_size_limit_while_building(tasks, tmp_path, torch_index, wheelhouse
     assert not [n for n in leftovers if n.endswith(".tmp") or (n.endswith(".whl") and f"{n}.json" not in leftovers)], (
         leftovers
     )
-    support.count_fault("file-size limit while building")
     again = tasks("build", "--python", str(venv), "--recipe", str(recipe), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
 
@@ -419,7 +419,10 @@ def test_failed_install_keeps_the_previous_installation(tasks, tmp_path, torch_i
 # ---------------------------------------------------------------- 8. quarantine
 
 
-def test_yank_quarantines_and_auto_replaces_a_yanked_install(tasks, tmp_path, torch_index, wheelhouse, no_gpu_path):
+def test_yank_quarantines_and_auto_replaces_a_yanked_install(
+    tasks, tmp_path, torch_index, wheelhouse, no_gpu_path, fault
+):
+    fault("yanked wheel installed (replaced by auto)")
     env = {**os.environ, "SAGE_STORE": str(tmp_path / "store"), "TORCH_INDEX_URL": torch_index}
     recipe = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
     bad = support.demo_wheel(tmp_path / "bad", "0.1.0+cu128torch2.8.0")
@@ -448,7 +451,6 @@ def test_yank_quarantines_and_auto_replaces_a_yanked_install(tasks, tmp_path, to
     assert tasks("unyank", bad.name, env=env).returncode == 0
     assert json.loads((root / "index.json").read_text())["wheels"][0]["yanked"] is None
     assert not store_problems(root)
-    support.count_fault("yanked wheel installed (replaced by auto)")
 
 
 # ---------------------------------------------------------------- 9. interrupted build
@@ -554,7 +556,8 @@ def test_tls_verification_is_never_disabled():
         assert needle not in code, needle
 
 
-def test_manifest_archs_that_disagree_with_the_binaries_are_rejected(tmp_path, torch_index, no_gpu_path):
+def test_manifest_archs_that_disagree_with_the_binaries_are_rejected(tmp_path, torch_index, no_gpu_path, fault):
+    fault("manifest archs disagree with the binaries")
     import shutil
 
     nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
@@ -587,10 +590,10 @@ def test_manifest_archs_that_disagree_with_the_binaries_are_rejected(tmp_path, t
     assert result.returncode == 7, result.stderr[-2000:]
     assert "carries machine code for sm_90a, its manifest claims sm_120" in one_line_error(result.stderr)
     assert support.installed_version(venv, "sage-demo") is None
-    support.count_fault("manifest archs disagree with the binaries")
 
 
-def test_an_unreachable_hub_is_an_error_not_a_stale_index(tasks, hub_env, tmp_path):
+def test_an_unreachable_hub_is_an_error_not_a_stale_index(tasks, hub_env, tmp_path, fault):
+    fault("Hub unreachable after a yank (no stale index)")
     hub, env = hub_env
     wheel, venv, recipe = _published_on_hub(tasks, hub_env, tmp_path, megabytes=1)
     assert (
@@ -604,4 +607,3 @@ def test_an_unreachable_hub_is_an_error_not_a_stale_index(tasks, hub_env, tmp_pa
     hub.clear_faults()
     fresh = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), "--dry-run", env=env)
     assert fresh.returncode == 3 and "yanked" in fresh.stderr
-    support.count_fault("Hub unreachable after a yank (no stale index)")

@@ -28,7 +28,9 @@ def _blobs_of(home: Path, digest: str) -> list[Path]:
     return [p for p in home.rglob("blobs/*") if p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest() == digest]
 
 
-def test_a_damaged_hugging_face_cache_is_downloaded_again(tasks, hub, env, recipe, tmp_path):  # noqa: F811
+def test_a_damaged_hugging_face_cache_is_downloaded_again(tasks, hub, env, recipe, tmp_path, fault):  # noqa: F811
+    fault("damaged blob in the Hugging Face cache (downloaded again)")
+    fault("damaged wheel in the store and the cache (named, nothing installed)")
     assert tasks("init-hf", env=env).returncode == 0
     wheel, published = publish_demo(tasks, env, tmp_path / "dist")
     assert published.returncode == 0, published.stderr
@@ -45,7 +47,6 @@ def test_a_damaged_hugging_face_cache_is_downloaded_again(tasks, hub, env, recip
     assert "downloading it once more" in healed.stderr
     assert len(_blobs_of(home, digest)) == 1, "the cache was not repaired"
     assert support.installed_version(second, "sage-demo") == "0.1.0+cu128torch2.8.0"
-    support.count_fault("damaged blob in the Hugging Face cache (downloaded again)")
 
     # the store's own copy damaged (and the cache too): now it is the store, named with the file
     data = bytearray(wheel.read_bytes())
@@ -59,10 +60,10 @@ def test_a_damaged_hugging_face_cache_is_downloaded_again(tasks, hub, env, recip
     assert f"{wheel.name} in hf dataset {REPO_ID}" in line and "is damaged" in line
     assert "yank" not in line
     assert support.installed_version(third, "sage-demo") is None
-    support.count_fault("damaged wheel in the store and the cache (named, nothing installed)")
 
 
-def test_a_damaged_wheel_in_our_cache_is_downloaded_again(tasks, tmp_path, torch_index, no_gpu_path):
+def test_a_damaged_wheel_in_our_cache_is_downloaded_again(tasks, tmp_path, torch_index, no_gpu_path, fault):
+    fault("damaged wheel in our cache (downloaded again)")
     store_env = {**os.environ, "SAGE_STORE": str(tmp_path / "store"), "TORCH_INDEX_URL": torch_index}
     recipe_file = support.write_demo_recipe(tmp_path / "demo.toml", "file:///nonexistent", None)
     wheel = support.demo_wheel(tmp_path / "dist", "0.1.0+cu128torch2.8.0")
@@ -77,4 +78,3 @@ def test_a_damaged_wheel_in_our_cache_is_downloaded_again(tasks, tmp_path, torch
     assert healed.returncode == 0, healed.stderr[-2000:]
     assert "does not match its manifest: removed, downloading it again" in healed.stderr
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == hashlib.sha256(wheel.read_bytes()).hexdigest()
-    support.count_fault("damaged wheel in our cache (downloaded again)")
