@@ -65,7 +65,25 @@ def _seed(text: object) -> int | None:
     return int(str(text))
 
 
-def _settings(**flags: object) -> settings_mod.Settings:
+# The flags that feed settings (settings_mod.resolve); a task passes its own locals() and the
+# ones it has are taken from this one table, so no task repeats `python=python, recipe=recipe...`.
+SETTING_FLAGS = (
+    "python",
+    "recipe",
+    "store",
+    "hub",
+    "stack",
+    "arch",
+    "source",
+    "dist",
+    "installer",
+    "keep_stack",
+    "timeout",
+)
+
+
+def _settings(task_args: dict[str, object], **extra: object) -> settings_mod.Settings:
+    flags = {name: task_args[name] for name in SETTING_FLAGS if name in task_args} | extra
     return settings_mod.resolve({k: v for k, v in flags.items() if v not in (None, False)}, os.environ)
 
 
@@ -83,7 +101,7 @@ def probe(c, python=None, recipe=None, import_torch=False, json=False, verbose=F
     from sage_tasks.stages import probe as probe_mod
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe)
+        s = _settings(locals())
         found = probe_mod.probe(s.python, s.env, [s.recipe.package], import_torch=import_torch)
         render.emit_json(found.to_dict()) if json else render.emit(render.probe_table(found))
 
@@ -119,10 +137,7 @@ def pin(
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(
-            python=python, recipe=recipe, store=store, hub=hub, stack=stack, arch=arch, installer=installer,
-            keep_stack=keep_stack, progress=_progress(json),
-        )  # fmt: skip
+        s = _settings(locals(), progress=_progress(json))
         found = pipeline.machine(s)
         index = open_store(s.store, s.env).read_index()
         result, _ = pipeline.pin(s, found, index, check_only=check, dry_run=dry_run)
@@ -167,7 +182,7 @@ def fetch(
     from sage_tasks.store.local import DistStore
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, store=store, hub=hub, arch=arch, progress=_progress(json))
+        s = _settings(locals(), progress=_progress(json))
         found = pipeline.machine(s)
         store_ = DistStore(Path(from_dist)) if from_dist else open_store(s.store, s.env)
         if dry_run:
@@ -205,7 +220,7 @@ def build(
     from sage_tasks.stages import pipeline
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, arch=arch, source=source, dist=dist, stack=stack, timeout=timeout)
+        s = _settings(locals())
         found = pipeline.machine(s)
         s, _ = pipeline.choose_recipe(s, found, allow_known_bad=allow_known_bad)
         index_url = pipeline.resolve_stack(s, found, None).index_url
@@ -248,7 +263,7 @@ def test_kernel(
     from sage_tasks.stages import pipeline, verify
 
     with _guard(verbose):
-        s = _settings(python=python, recipe=recipe, dist=dist)
+        s = _settings(locals())
         found = pipeline.machine(s)
         with pipeline.changing(s, found, "test-kernel") as (_, found):  # an interrupted install is finished first
             result = verify.run_check(
@@ -295,7 +310,7 @@ def publish(
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(recipe=recipe, store=store, hub=hub, dist=dist)
+        s = _settings(locals())
         store_ = open_store(s.store, s.env)
         if all:
             results = publish_mod.publish_all(
@@ -339,7 +354,7 @@ def yank(c, wheel, reason, store=None, hub=None, json=False, verbose=False):
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(store=store, hub=hub)
+        s = _settings(locals())
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, reason)
         render.emit_json(result.to_dict()) if json else render.emit(
             f"{'yanked' if result.changed else 'already yanked'}: {wheel} ({reason}); {result.pointer}"
@@ -353,7 +368,7 @@ def unyank(c, wheel, store=None, hub=None, json=False, verbose=False):
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(store=store, hub=hub)
+        s = _settings(locals())
         result = publish_mod.set_yanked(open_store(s.store, s.env), wheel, None)
         render.emit_json(result.to_dict()) if json else render.emit(
             f"{'unyanked' if result.changed else 'was not yanked'}: {wheel}; {result.pointer}"
@@ -372,7 +387,7 @@ def adopt(c, store=None, hub=None, json=False, verbose=False):
     from sage_tasks.store import open_store
 
     with _guard(verbose):
-        s = _settings(store=store, hub=hub)
+        s = _settings(locals())
         result = publish_mod.adopt(open_store(s.store, s.env))
         if json:
             return render.emit_json(result.to_dict())
@@ -388,7 +403,7 @@ def summary(c, recipe=None, dist=None):
     from sage_tasks.store import manifest as manifest_mod
 
     with _guard():
-        s = _settings(recipe=recipe, dist=dist)
+        s = _settings(locals())
         entries = [
             manifest_mod.read_manifest_file(m) for _, m in publish_mod.built_wheels(s.dist_dir, s.recipe.package)
         ]
@@ -401,7 +416,7 @@ def source(c, dest, recipe=None, verbose=False):
     from sage_tasks.stages import build as build_mod
 
     with _guard(verbose):
-        s = _settings(recipe=recipe)
+        s = _settings(locals())
         commit = build_mod.export_source(s, Path(dest))
         render.emit(f"{s.recipe.source.repo} {s.recipe.source.ref} ({commit}) → {dest}")
 
@@ -447,10 +462,7 @@ def auto(
     from sage_tasks.store.manifest import dumps, write_atomic
 
     with _guard(verbose):
-        s = _settings(
-            python=python, recipe=recipe, store=store, hub=hub, arch=arch, source=source, dist=dist, stack=stack,
-            installer=installer, keep_stack=keep_stack, progress=_progress(json), timeout=timeout,
-        )  # fmt: skip
+        s = _settings(locals(), progress=_progress(json))
         run = pipeline.auto(s, dry_run=dry_run, allow_unverified=allow_unverified, allow_known_bad=allow_known_bad)
         if report:
             write_atomic(Path(report), dumps(run.to_dict()))
@@ -482,7 +494,7 @@ def init_hf(c, hub=None, dry_run=False, json=False, verbose=False):
     from sage_tasks.stages import pipeline
 
     with _guard(verbose):
-        s = _settings(hub=hub)
+        s = _settings(locals())
         result = pipeline.init_hub(s, dry_run=dry_run)
         render.emit_json(result) if json else render.emit(render.table(list(result.items())))
 
