@@ -102,24 +102,7 @@ def recipes_dir(manifests_dir: Path) -> Path:
 
 
 def known_recipes(manifests_dir: Path) -> list[str]:
-    return sorted(p.stem for p in recipes_dir(manifests_dir).glob("*.toml"))
-
-
-def _resolve(name_or_path: str, manifests_dir: Path) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or "/" in name_or_path:
-        if not candidate.is_file():
-            raise ConfigError(
-                f"recipe file {name_or_path} does not exist", "pass a recipe name or an existing .toml path"
-            )
-        return candidate
-    path = recipes_dir(manifests_dir) / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown recipe '{name_or_path}'",
-            tomlfile.did_you_mean(name_or_path, known_recipes(manifests_dir)) + " (or a path to a recipe .toml)",
-        )
-    return path
+    return tomlfile.names_in(recipes_dir(manifests_dir))
 
 
 # the kind of each [build] value (lists and tables: of what)
@@ -191,7 +174,7 @@ def parse_recipe(data: dict[str, Any], path: Path) -> Recipe:
 
 
 def load_recipe(name_or_path: str, manifests_dir: Path) -> Recipe:
-    path = _resolve(name_or_path, manifests_dir)
+    path = tomlfile.find(name_or_path, recipes_dir(manifests_dir), "recipe")
     return parse_recipe(tomlfile.load(path), path)
 
 

@@ -71,3 +71,27 @@ def check_types(table: Mapping[str, Any], kinds: Mapping[str, type | tuple[type,
             raise ConfigError(f"'{key}' in {where} must be {wanted}, not {value!r}"[:300], f"fix '{key}' in {where}")
         if number and value <= 0:
             raise ConfigError(f"'{key}' in {where} must be positive, not {value!r}", f"fix '{key}' in {where}")
+
+
+def names_in(folder: Path) -> list[str]:
+    """The names (file stems) of the ``.toml`` files in ``folder``."""
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def find(name_or_path: str, folder: Path, what: str) -> Path:
+    """``name_or_path`` as a path (it ends in ``.toml`` or has a ``/``: it must exist) or as the
+    name of a ``.toml`` file in ``folder``; an unknown name gets the nearest known ones as a hint."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or "/" in name_or_path:
+        if not candidate.is_file():
+            raise ConfigError(
+                f"{what} file {name_or_path} does not exist", f"pass a {what} name or an existing .toml path"
+            )
+        return candidate
+    path = folder / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown {what} '{name_or_path}'",
+            did_you_mean(name_or_path, names_in(folder)) + f" (or a path to a {what} .toml)",
+        )
+    return path

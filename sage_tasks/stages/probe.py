@@ -110,18 +110,26 @@ def _int_or_none(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _query_rows(text: str) -> tuple[list[str] | None, list[list[str]]]:
+    """``nvidia-smi --query-gpu ... --format=csv`` output as (column names from its header line, or
+    None without one; the data rows). ``memory.total [MiB]`` is named ``memory.total``."""
+    rows = [r for r in csv.reader(io.StringIO(text.strip()), skipinitialspace=True) if r]
+    if rows and "name" in (names := [c.strip().split(" [")[0] for c in rows[0]]):
+        return names, rows[1:]
+    return None, rows
+
+
 def parse_gpu_query(text: str, columns: Sequence[str] | None = None) -> list[Gpu]:
     """Parse ``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`` output.
 
     With a header line the columns are read from it (``memory.total [MiB]`` works too);
     without one, ``columns`` names them in order.
     """
-    rows = [r for r in csv.reader(io.StringIO(text.strip()), skipinitialspace=True) if r]
-    if not rows:
+    header, rows = _query_rows(text)
+    if not header and not rows:
         return []
-    header = [c.strip().split(" [")[0] for c in rows[0]]
-    if "name" in header:
-        columns, rows = header, rows[1:]
+    if header:
+        columns = header
     elif columns is None:
         raise ValueError("nvidia-smi output without a header needs the column names")
     gpus = []
@@ -143,9 +151,8 @@ def parse_gpu_query(text: str, columns: Sequence[str] | None = None) -> list[Gpu
 
 
 def parse_gpu_query_drivers(text: str, columns: Sequence[str]) -> list[str]:
-    rows = [r for r in csv.reader(io.StringIO(text.strip()), skipinitialspace=True) if r]
-    if rows and "name" in [c.strip() for c in rows[0]]:
-        columns, rows = [c.strip().split(" [")[0] for c in rows[0]], rows[1:]
+    header, rows = _query_rows(text)
+    columns = header or columns
     if "driver_version" not in columns:
         return []
     at = list(columns).index("driver_version")

@@ -85,17 +85,11 @@ def locks_dir(manifests_dir: Path) -> Path:
 
 
 def known_locks(manifests_dir: Path) -> list[str]:
-    return sorted(p.stem for p in locks_dir(manifests_dir).glob("*.toml"))
+    return tomlfile.names_in(locks_dir(manifests_dir))
 
 
 def load_lock(name_or_path: str, manifests_dir: Path) -> Stack:
-    path = Path(name_or_path)
-    if not (path.suffix == ".toml" and path.is_file()):
-        path = locks_dir(manifests_dir) / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown stack lock '{name_or_path}'", tomlfile.did_you_mean(name_or_path, known_locks(manifests_dir))
-            )
+    path = tomlfile.find(name_or_path, locks_dir(manifests_dir), "stack lock")
     data = tomlfile.load(path)
     tomlfile.check_keys(data, _LOCK_KEYS, str(path))
     packages = tomlfile.require(data, "packages", dict, str(path))
