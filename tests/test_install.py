@@ -337,8 +337,12 @@ def test_two_concurrent_installers_into_one_venv_serialise(tmp_path, small_pair)
     venv = support.make_venv(tmp_path / "venv")
     # The first holds the lock (paused after installing) until the other three have started and
     # queued behind it; they overlap by construction, not by the luck of process start-up times.
-    first = txn_support.harness(venv, small_pair["1.0"], "1.0",
-                                _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="6"))
+    first = txn_support.harness(
+        venv,
+        small_pair["1.0"],
+        "1.0",
+        _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="6"),
+    )
     assert txn_support.wait_for(tmp_path / "paused", first)
     slow = _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="1")  # each holds ≥ 1 s
     procs = [first, *(txn_support.harness(venv, small_pair[v], v, slow) for v in ("2.0", "1.0", "2.0"))]
