@@ -47,19 +47,6 @@ log = logging.getLogger(__name__)
 INSTALLER_NAME = "sage-tasks"
 READ_BACK_TIMEOUT_S = 600
 
-READ_BACK = """\
-import importlib, importlib.metadata as m, json, sys
-name, version, *modules = sys.argv[1:]
-out = {"version": None, "error": None}
-try:
-    out["version"] = m.version(name)
-    for module in modules:
-        importlib.import_module(module)
-except BaseException as exc:
-    out["error"] = (type(exc).__name__ + ": " + str(exc)).strip()[:500]
-print(json.dumps(out))
-"""
-
 
 def installed_sha256(target: TargetEnv, package: str) -> str | None:
     """The sha256 of the wheel the installed ``package`` came from, when its installer said so."""
@@ -71,10 +58,11 @@ def installed_sha256(target: TargetEnv, package: str) -> str | None:
         return None
 
 
-def _provenance(wheel: Path) -> dict[str, bytes]:
+def _provenance(wheel: Path, sha256: str | None = None) -> dict[str, bytes]:
     """INSTALLER, and PEP 610's direct_url.json with the wheel's sha256: test-kernel records a
-    verdict only in the manifest of the very file that was installed."""
-    digest = sha256_file(wheel)
+    verdict only in the manifest of the very file that was installed. ``sha256``: the digest the
+    caller has just checked the file against (no second pass over the file), else computed here."""
+    digest = sha256 or sha256_file(wheel)
     direct = {
         "url": wheel.resolve().as_uri(),
         "archive_info": {"hashes": {"sha256": digest}, "hash": f"sha256={digest}"},
@@ -203,8 +191,11 @@ def _staged_files(new_root: Path) -> list[str]:
     return sorted(out)
 
 
-def stage(wheel: Path, target: TargetEnv, package: str, version: str | None, new_root: Path) -> list[str]:
-    """Check the wheel and unpack it into ``new_root`` (by absolute path); returns the modules to import."""
+def stage(
+    wheel: Path, target: TargetEnv, package: str, version: str | None, new_root: Path, sha256: str | None = None
+) -> list[str]:
+    """Check the wheel and unpack it into ``new_root`` (by absolute path); returns the modules to import.
+    ``sha256``: the wheel's digest, when the caller has just checked it."""
     from installer import install as unpack
     from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError
@@ -216,7 +207,7 @@ def stage(wheel: Path, target: TargetEnv, package: str, version: str | None, new
         mirrored = {k: os.path.join(new_root, v.lstrip(os.sep)) for k, v in schemes(target, checked.name).items()}
         destination = SchemeDictionaryDestination(mirrored, interpreter=target.python, script_kind="posix")
         try:
-            unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel))
+            unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel, sha256))
         except (InstallerError, ValueError) as e:
             raise IntegrityError(f"{wheel.name} cannot be installed: {e}", wheelcheck.HINT) from e
         return wheelcheck.top_level_modules(checked, zf)
@@ -225,31 +216,36 @@ def stage(wheel: Path, target: TargetEnv, package: str, version: str | None, new
 def read_back(
     target: TargetEnv, package: str, version: str, modules: list[str], env: Mapping[str, str], wheel_name: str
 ) -> TargetEnv:
-    """The package must import in the target and report ``version``; returns the target as it is now."""
+    """The package must import in the target and report ``version``; returns the target as it is now.
+    One interpreter start: ``_target_facts`` reads the facts, then imports ``modules``."""
     done = runner.run(
-        [target.python, "-c", READ_BACK, package, version, *modules],
+        probe.facts_command(target.python, [package], env, imports=modules),
         env=env,
         check=False,
         echo=False,
         timeout=READ_BACK_TIMEOUT_S,
     )
-    try:
-        said = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
+    facts = probe.parse_facts(done.stdout) if done.returncode == 0 else None
+    if facts is None:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        said = {"version": None, "error": f"the interpreter exited with {done.returncode}: {tail}"}
-    if said.get("error"):
+        error = f"the interpreter exited with {done.returncode}: {tail}"
+    else:
+        error = facts.get("import_error")
+    if error:
         what = ", ".join(modules) or package
         raise EnvironmentProblem(
-            f"after installing {wheel_name}, `import {what}` in {target.python} fails: {said['error']}",
+            f"after installing {wheel_name}, `import {what}` in {target.python} fails: {error}",
             "the wheel does not work in this environment (torch or Python differ?): fetch or build another",
         )
-    if said.get("version") != version:
+    assert facts is not None
+    after = probe.target_from_facts(target.python, facts)
+    said = after.version_of(package)
+    if said != version:
         raise EnvironmentProblem(
-            f"after installing {wheel_name}, {target.python} reports {package} {said.get('version')}, not {version}",
+            f"after installing {wheel_name}, {target.python} reports {package} {said}, not {version}",
             "another copy of the package shadows it (PYTHONPATH, a .pth file?): remove it and run again",
         )
-    return probe.read_target(target.python, extra=[package], env=env)
+    return after
 
 
 # ---------------------------------------------------------------- the one way to change an environment
@@ -300,23 +296,28 @@ class Change:
         finally:
             self._stack.close()
 
-    def install(self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None) -> TargetEnv:
-        """Stage, journal, move into place, read back. The transaction stays open: ``commit`` ends it."""
+    def install(
+        self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None, sha256: str | None = None
+    ) -> TargetEnv:
+        """Stage, journal, move into place, read back. The transaction stays open: ``commit`` ends it.
+        ``sha256``: the digest the caller has just checked ``wheel`` against (recorded, not recomputed)."""
         target = target or self.target
-        modules = self.place(wheel, package, version, target=target)
+        modules = self.place(wheel, package, version, target=target, sha256=sha256)
         after = read_back(target, package, version, modules, self.env, wheel.name)
         transaction.pause(self.env, "read-back")
         log.info("installed %s %s into %s (not committed until checked)", package, version, target.python)
         return after
 
-    def place(self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None) -> list[str]:
+    def place(
+        self, wheel: Path, package: str, version: str, *, target: TargetEnv | None = None, sha256: str | None = None
+    ) -> list[str]:
         """Stage, journal, move into place (no read-back); returns the modules a read-back imports."""
         if self.txn is not None and self.txn.open:
             raise RuntimeError("one open install per Change")
         target = target or self.target
         folder = transaction.new_folder(self.state_dir)
         try:
-            modules = stage(wheel, target, package, version, folder / "new")
+            modules = stage(wheel, target, package, version, folder / "new", sha256)
             transaction.pause(self.env, "staged")
             placed = _staged_files(folder / "new")
             placed_set = set(placed)

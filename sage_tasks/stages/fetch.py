@@ -137,11 +137,14 @@ def check_against_wheel(path: Path, entry: WheelManifest, want: Want) -> None:
         raise IntegrityError(f"{so} in {path.name} has no machine code for compute capability {', '.join(lacking)}")
 
 
-def install(change: installer.Change, wheel: Path, expected_version: str, package: str) -> TargetEnv:
+def install(
+    change: installer.Change, wheel: Path, expected_version: str, package: str, sha256: str | None = None
+) -> TargetEnv:
     """Install --no-deps into the target as a transaction that stays open (the caller commits it
     after the numerical check) and read it back: it must import and be ``expected_version``.
-    Returns the target as it is now."""
-    return change.install(wheel, package, expected_version)
+    ``sha256``: what ``verify_file``/``mismatch`` has just checked the file against (recorded in
+    its direct_url.json without hashing the file again). Returns the target as it is now."""
+    return change.install(wheel, package, expected_version, sha256=sha256)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -218,7 +221,11 @@ def fetch_from_store(
     wheel = _cached_download(store, entry, settings.cache_dir)
     check_against_wheel(wheel, entry, want)
     install_wheel = install_wheel and change is not None
-    after = install(change, wheel, entry.version, settings.recipe.package) if change and install_wheel else None
+    after = (  # _cached_download has checked the file against entry.wheel_sha256
+        install(change, wheel, entry.version, settings.recipe.package, entry.wheel_sha256)
+        if change and install_wheel
+        else None
+    )
     installed = after.version_of(settings.recipe.package) if after else None
     if after:
         log.info("installed %s %s into %s", settings.recipe.package, installed, machine.target.python)
@@ -311,6 +318,6 @@ def fetch_from_url(
     if entry is not None:
         check_against_wheel(wheel, entry, want)
     install_wheel = install_wheel and change is not None
-    after = install(change, wheel, info.version, settings.recipe.package) if change and install_wheel else None
+    after = install(change, wheel, info.version, settings.recipe.package, sha) if change and install_wheel else None
     installed = after.version_of(settings.recipe.package) if after else None
     return FetchResult("installed" if install_wheel else "downloaded", url, None, entry, wheel, installed, want, after)

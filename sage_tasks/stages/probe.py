@@ -314,6 +314,26 @@ def check_python(python: str) -> str:
     return os.path.abspath(python)
 
 
+def facts_command(
+    python: str, extra: Sequence[str], env: Mapping[str, str], import_torch: bool = False, imports: Sequence[str] = ()
+) -> list[str]:
+    """The command that runs ``_target_facts`` in ``python``; ``imports`` are imported after the facts are read."""
+    args = [python, str(scripts.path("target_facts", locations.cache_dir(env))), *extra]
+    if import_torch:
+        args.append("--import-torch")
+    return args + [f"--import={module}" for module in imports]
+
+
+def parse_facts(stdout: str) -> dict[str, object] | None:
+    """The JSON record ``_target_facts`` prints as its last line (None when there is none)."""
+    lines = stdout.strip().splitlines()
+    try:
+        facts = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        return None
+    return facts if isinstance(facts, dict) else None
+
+
 def target_facts(
     python: str, extra: Sequence[str] = (), import_torch: bool = False, env: Mapping[str, str] | None = None
 ) -> dict[str, object]:
@@ -321,20 +341,17 @@ def target_facts(
     if is_current_interpreter(python) and not import_torch:
         return _target_facts.collect(tuple(extra))
     env = os.environ if env is None else env
-    args = [python, str(scripts.path("target_facts", locations.cache_dir(env))), *extra]
-    if import_torch:
-        args.append("--import-torch")
-    done = runner.run(args, env=env, check=False, echo=False, timeout=600)
+    done = runner.run(facts_command(python, extra, env, import_torch), env=env, check=False, echo=False, timeout=600)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentProblem(
             f"could not read the environment of {python}: {last}",
             "check that --python names a working CPython 3.9+ interpreter",
         )
-    try:
-        return json.loads(done.stdout)
-    except json.JSONDecodeError as e:
-        raise EnvironmentProblem(f"{python} printed something unexpected while probed: {e}") from e
+    facts = parse_facts(done.stdout)
+    if facts is None:
+        raise EnvironmentProblem(f"{python} printed something unexpected while probed: {done.stdout.strip()[-200:]!r}")
+    return facts
 
 
 def _check_facts(python: str, facts: object) -> None:
@@ -359,7 +376,11 @@ def read_target(
     python: str, extra: Sequence[str] = (), import_torch: bool = False, env: Mapping[str, str] | None = None
 ) -> TargetEnv:
     python = check_python(python)
-    facts = target_facts(python, extra, import_torch, env)
+    return target_from_facts(python, target_facts(python, extra, import_torch, env))
+
+
+def target_from_facts(python: str, facts: dict[str, object]) -> TargetEnv:
+    """The ``TargetEnv`` of the record ``_target_facts`` printed for ``python``."""
     _check_facts(python, facts)
     torch = facts.get("torch") or {}
     assert isinstance(torch, dict)
