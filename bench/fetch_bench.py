@@ -86,13 +86,19 @@ sys.exit(0 if ok else 1)
 STEP = """
 import json, sys, time
 from pathlib import Path
-from sage_tasks import fetch, probe
+try:  # the layout by concern; older commits had every module at the top
+    from sage_tasks.stages import fetch, probe
+except ImportError:
+    from sage_tasks import fetch, probe
 python, wheel, sha, version = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 target = probe.read_target(python, extra=["sage-fat"])
 start = time.perf_counter()
 fetch.verify_file(wheel, sha, wheel.stat().st_size, discard=False)
 try:  # the transactional installer: lock, journal, install, read back, commit
-    from sage_tasks.install import Change
+    try:
+        from sage_tasks.environment.install import Change
+    except ImportError:
+        from sage_tasks.install import Change
 except ImportError:
     fetch.install(target, wheel, {}, version, "sage-fat")
 else:

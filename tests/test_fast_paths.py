@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sage_tasks import _target_facts, install, probe
-from sage_tasks.errors import EnvironmentProblem
-from sage_tasks.wheelfile import sha256_file
+from sage_tasks.core.errors import EnvironmentProblem
+from sage_tasks.environment import install
+from sage_tasks.stages import probe
+from sage_tasks.target import facts as _target_facts
+from sage_tasks.wheel.wheelfile import sha256_file
 from tests import support, txn_support
 
 
@@ -43,7 +45,7 @@ COMPARE = """
 import json, sys
 sys.path[:0] = json.loads(sys.argv[1])
 from importlib import metadata
-import _target_facts as tf
+import facts as tf
 out = {}
 for name in json.loads(sys.argv[2]):
     try:
