@@ -14,10 +14,10 @@ s=$(date +%s)
 timeout 400 python3 -m invoke auto --source $R/.upstream/d1a57a5 --report $OUT/auto.json > $OUT/auto.log 2>&1
 echo "auto exit $? in $(( $(date +%s) - s )) s"; grep -v "compiling\|still building" $OUT/auto.log | tail -25
 python3 -m pip freeze 2>/dev/null | sort | diff $OUT/freeze-before.txt - ; echo "freeze diff above"
-mkdir -p /tmp/kc && cp sage_tasks/kernel_check.py /tmp/kc/
+mkdir -p /tmp/kc && cp sage_tasks/target/kernel_check.py sage_tasks/target/gate_metrics.py /tmp/kc/
 PY=python3
 if ! python3 -c "import sageattention" 2>/dev/null; then
-  python3 -m venv /tmp/side && PY=/tmp/side/bin/python && python3 -c "from sage_tasks import venvs; venvs.link_site('$PY', 'python3')" && $PY -m pip install -q --no-deps dist/*.whl
+  python3 -m venv /tmp/side && PY=/tmp/side/bin/python && python3 -c "from sage_tasks.environment import venvs; venvs.link_site('$PY', 'python3')" && $PY -m pip install -q --no-deps dist/*.whl
 fi
 s=$(date +%s)
 timeout 150 $PY /tmp/kc/kernel_check.py --report $OUT/gate-calibration.json --calibrate --seeds 20 --controls --seed 1000 > $OUT/calib.txt 2>&1

@@ -17,7 +17,7 @@ mkdir -p "$OUT"
 # run from a folder of its own (as sage-tasks does): from sage_tasks/ our module names would
 # shadow the target's packages
 CHECK=$(mktemp -d)/kernel_check.py
-cp sage_tasks/kernel_check.py "$CHECK"
+cp sage_tasks/target/kernel_check.py sage_tasks/target/gate_metrics.py "$(dirname "$CHECK")"
 mode=${1:-calibrate}
 start=$(date +%s)
 case "$mode" in
