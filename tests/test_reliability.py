@@ -24,12 +24,22 @@ import pytest
 from sage_tasks import manifest
 from tests import support
 from tests.hub_server import HubServer
+from tests.test_build_kill import alive, descendants
 
 pytestmark = pytest.mark.slow
 ERROR = ("store error", "integrity error", "environment error", "build failed", "no compatible wheel")
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def gone_all(pids: set[int], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def big_demo_wheel(dest: Path, version: str, megabytes: int = 4, tag: str = "py3-none-any") -> Path:
@@ -475,10 +485,11 @@ def test_an_interrupted_build_recovers(tasks, tmp_path, torch_index, wheelhouse,
         str(recipe),
     ]
     # The kill must land while the compiler runs (not during start-up or the source copy): a
-    # compiler wrapper (CC) notes its pid, holds a moment, then runs the real compiler.
+    # compiler wrapper (CC) notes its pid, holds (longer than a tree that outlived the kill may
+    # take to be noticed), then runs the real compiler.
     marker = tmp_path / "compiler.pids"
     slow_cc = tmp_path / "slow-cc"
-    slow_cc.write_text(f'#!/bin/sh\necho $$ >> "{marker}"\nsleep 2\nexec cc "$@"\n')
+    slow_cc.write_text(f'#!/bin/sh\necho $$ >> "{marker}"\nsleep 30\nexec cc "$@"\n')
     slow_cc.chmod(0o755)
     slow = {**env, "CC": str(slow_cc)}
     killed_compiling = 0
@@ -491,10 +502,14 @@ def test_an_interrupted_build_recovers(tasks, tmp_path, torch_index, wheelhouse,
         while time.monotonic() < deadline and (len(marker.read_text().split()) if marker.exists() else 0) == seen:
             time.sleep(0.05)
         compiler = int(marker.read_text().split()[-1])
-        running = Path(f"/proc/{compiler}").exists()
+        tree = descendants(proc.pid)  # invoke → guard → pip → setup.py → the compiler
+        running = compiler in tree
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         killed_compiling += running
+        # the build's tree is in its own session: it must end with sage-tasks, not write on into
+        # the build tree while the next build runs (the cause of this test's old flakiness)
+        assert gone_all(tree), f"{sorted(p for p in tree if alive(p))} outlived the kill -9 of the build"
     assert killed_compiling == 3, "a kill did not land while the compiler ran"
     again = subprocess.run([*args, "--json"], env=env, cwd=tasks.cwd, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
