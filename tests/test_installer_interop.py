@@ -200,11 +200,17 @@ def test_which_wheel_may_become_latest_json():
         ),
         "labelled version": support.entry(),
         "yanked": twin_entry(yanked={"reason": "bad", "at": "2026-11-21T00:00:00Z"}),
+        # the installer reads only target_arch: a manifest that says 12.0 over binaries without
+        # sm_120 code (PTX only, or another arch's SASS) passes its checks and fails at run time
+        "says 12.0, carries no sm_120": twin_entry(cuda_archs=("sm_90a", "compute_120")),
     }
     for what, candidate in cases.items():
         moved, line = publish.move_pointer(index, candidate, allow_unverified=False)
         assert moved.latest == pointer.wheel_file, what
         assert line.startswith("latest.json stays at"), (what, line)
+    no_sass = cases["says 12.0, carries no sm_120"]
+    assert installer_rules.manifest_reasons(manifest.latest_record(no_sass)) == []  # the installer would take it
+    assert installer_rules.pointer_reasons(no_sass, index) == ["no machine code for 12.0 (carries sm_90a, compute_120)"]
     unverified = cases["unverified"]
     assert publish.move_pointer(index, unverified, allow_unverified=True)[0].latest == unverified.wheel_file
     failed = cases["failed"]
