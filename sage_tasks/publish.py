@@ -129,12 +129,7 @@ def make_twin(wheel: Path, entry: WheelManifest, dest_dir: Path) -> tuple[WheelM
     verdict only when its extensions are byte-identical to the tested wheel's."""
     path = wheelfile.plain_twin(wheel, dest_dir, installer_rules.twin_build_tag(entry))
     data = path.read_bytes()
-    same = wheelfile.extension_bytes(path) == wheelfile.extension_bytes(wheel)
-    verdict = (
-        entry.verification
-        if same
-        else Verification(status="unverified", summary=f"its extensions differ from {entry.wheel_file}'s")
-    )
+    verdict = twin_verdict(entry, wheel, path)
     twin = entry.replace(
         version=str(Version(entry.version).public),
         wheel_file=path.name,
@@ -145,6 +140,14 @@ def make_twin(wheel: Path, entry: WheelManifest, dest_dir: Path) -> tuple[WheelM
         verification=verdict,
     )
     return twin, data
+
+
+def twin_verdict(entry: WheelManifest, wheel: Path, twin: Path) -> Verification:
+    """The labelled wheel's verdict if ``twin``'s extensions (paths and bytes) are the tested
+    ``wheel``'s, else unverified: a kernel test proves the binaries it ran, nothing else."""
+    if wheelfile.extension_bytes(twin) == wheelfile.extension_bytes(wheel):
+        return entry.verification
+    return Verification(status="unverified", summary=f"its extensions differ from {entry.wheel_file}'s")
 
 
 def drop_yanked_pointer(index: Index) -> Index:

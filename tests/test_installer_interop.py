@@ -461,6 +461,26 @@ def test_every_command_points_at_the_installers_store(tasks, tmp_path, no_gpu_pa
     assert {PLAIN_CP312, demo.name} == {w["wheel_file"] for w in index["wheels"]}
 
 
+def test_a_twin_keeps_the_verdict_only_when_its_extensions_are_byte_identical(tmp_path):
+    wheel, meta = built(tmp_path / "dist")
+    entry = manifest.read_manifest_file(meta)
+    twin, _ = publish.make_twin(wheel, entry, tmp_path / "twin")
+    assert twin.verification == entry.verification and twin.verification.passed
+    # a plain wheel of the same name whose .so differs (stripped, rebuilt): the kernel test proved
+    # the labelled wheel's binaries, not these
+    other, _ = built(tmp_path / "other", so=b"\x7fELF sm_120, rebuilt")
+    differing = wheelfile.plain_twin(other, tmp_path / "differing", installer_rules.twin_build_tag(entry))
+    assert differing.name == twin.wheel_file
+    verdict = publish.twin_verdict(entry, wheel, differing)
+    assert verdict.status == "unverified" and entry.wheel_file in verdict.summary, verdict
+    assert publish.twin_verdict(entry, wheel, tmp_path / "twin" / twin.wheel_file) == entry.verification
+    # so such a twin does not become latest.json without --latest-unverified
+    candidate = twin.replace(verification=verdict)
+    moved, line = publish.move_pointer(Index(), candidate, allow_unverified=False)
+    assert moved.latest is None and "unverified" in line, line
+    assert publish.move_pointer(Index(), candidate, allow_unverified=True)[0].latest == twin.wheel_file
+
+
 def test_twins_of_different_variants_never_collide_and_supersede_within_their_variant():
     cu128 = twin_entry()
     cu130 = twin_entry(
