@@ -22,7 +22,7 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from . import installer_rules, manifest, wheelfile
+from . import installer_rules, manifest, redaction, wheelfile
 from .errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
 from .manifest import Index, Verification, WheelManifest
 from .store import Store
@@ -326,13 +326,13 @@ def set_yanked(store: Store, wheel_file: str, reason: str | None) -> YankResult:
     manifest.check_wheel_name(wheel_file)
     if reason is not None and not reason.strip():
         raise ConfigError("a yank needs a reason", 'pass --reason "what is wrong with it"')
+    if reason is not None:  # recorded in the index and the commit message: never a secret it quotes
+        reason = redaction.redact(reason.strip())
     state: dict[str, Any] = {}
 
     def update(index: Index) -> Index:
         try:
-            new, state["changed"], state["pointer"] = yank_change(
-                index, wheel_file, reason.strip() if reason is not None else None, manifest.now()
-            )
+            new, state["changed"], state["pointer"] = yank_change(index, wheel_file, reason, manifest.now())
         except NoMatchError as e:
             raise NoMatchError(e.message.replace("the store", store.description), e.hint) from e
         entry = new.get(wheel_file)
