@@ -49,6 +49,24 @@ def gone(pid: int, seconds: float = 15) -> bool:
     return False
 
 
+def descendants(root: int) -> set[int]:
+    """Every live process below ``root``, read from /proc (children by parent pid)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+        except OSError:  # ended while we looked
+            continue
+        children.setdefault(int(rest.rsplit(") ", 1)[1].split()[1]), []).append(int(pid))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found and alive(child):
+                found.add(child)
+                todo.append(child)
+    return found
+
+
 def test_a_timeout_stops_the_whole_tree(tmp_path):
     pidfile = tmp_path / "compiler.pid"
     start = time.monotonic()
@@ -93,3 +111,52 @@ def test_sigterm_or_ctrl_c_stops_the_whole_tree(tmp_path, sig):
     survived = gone(compiler)
     support.count_fault(f"build interrupted by {sig.name} (compiler tree killed)", injected=1, survived=int(survived))
     assert survived, f"the compiler (pid {compiler}) outlived {sig.name}"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
+def test_kill_9_of_sage_tasks_stops_the_whole_tree(tmp_path):
+    """SIGKILL cannot be caught: the compiler tree must still not outlive the process that started it."""
+    pidfile = tmp_path / "compiler.pid"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(support.REPO)!r})
+        from pathlib import Path
+        from sage_tasks import runner
+        from sage_tasks.errors import BuildError
+        runner.stream(["sh", "-c", {COMPILER_TREE.format(pidfile=pidfile)!r}],
+                      log_path=Path({str(tmp_path / "build.log")!r}), error=BuildError)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    compiler = wait_for(pidfile)
+    tree = descendants(proc.pid)
+    assert compiler in tree and len(tree) >= 3, tree  # at least the shell, the compiler and what runs them
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in tree):
+        time.sleep(0.1)
+    left = sorted(pid for pid in tree if alive(pid))
+    killed = int(proc.returncode == -signal.SIGKILL)
+    support.count_fault(
+        "kill -9 of sage-tasks during a build (compiler tree ended)", injected=killed, survived=killed * int(not left)
+    )
+    for pid in left:  # do not leave them behind for the next test
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{left} outlived the kill -9 of the process that started them (compiler pid {compiler})"
+
+
+def test_the_guard_passes_on_what_the_command_did(tmp_path):
+    """Under the guard, a command that cannot start, fails, or dies by a signal reads as before."""
+    log_path = tmp_path / "build.log"
+    with pytest.raises(BuildError, match="`no-such-compiler` was not found"):
+        runner.stream(["no-such-compiler"], log_path=log_path, error=BuildError)
+    with pytest.raises(BuildError, match="cannot be executed \\(a directory\\)"):
+        runner.stream([str(tmp_path)], log_path=log_path, error=BuildError)
+    with pytest.raises(BuildError, match="exited with 3: broken"):
+        runner.stream(["sh", "-c", "echo broken; exit 3"], log_path=log_path, error=BuildError)
+    with pytest.raises(BuildError, match="exited with -9"):
+        runner.stream(["sh", "-c", "kill -KILL $$"], log_path=log_path, error=BuildError)
+    done = runner.stream(["sh", "-c", "echo fine"], log_path=log_path, error=BuildError)
+    assert done.returncode == 0 and done.stdout == "fine"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -95,8 +96,9 @@ def test_publish_fetch_into_fresh_venv_then_offline_from_cache(tasks, hub, env, 
     fetched = tasks("fetch", "--python", str(venv), "--recipe", str(recipe), "--json", env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert support.installed_version(venv, "sage-demo") == "0.1.0+cu128torch2.8.0"
-    gets = lambda: sum(1 for m, p, _ in hub.requests_log() if m == "GET" and p.endswith(wheel.name))  # noqa: E731
+    gets = lambda: sum(1 for m, p, _ in hub.requests_log() if m == "GET" and unquote(p).endswith(wheel.name))  # noqa: E731
     downloads = gets()
+    assert downloads >= 1, "the first fetch downloaded nothing (or the count cannot see it)"
 
     # a second fetch on this machine downloads nothing
     venv2 = venv_with_stack(tasks, tmp_path / "venv2", env)

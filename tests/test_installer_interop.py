@@ -202,11 +202,17 @@ def test_which_wheel_may_become_latest_json():
         ),
         "labelled version": support.entry(),
         "yanked": twin_entry(yanked={"reason": "bad", "at": "2026-11-21T00:00:00Z"}),
+        # the installer reads only target_arch: a manifest that says 12.0 over binaries without
+        # sm_120 code (PTX only, or another arch's SASS) passes its checks and fails at run time
+        "says 12.0, carries no sm_120": twin_entry(cuda_archs=("sm_90a", "compute_120")),
     }
     for what, candidate in cases.items():
         moved, line = publish.move_pointer(index, candidate, allow_unverified=False)
         assert moved.latest == pointer.wheel_file, what
         assert line.startswith("latest.json stays at"), (what, line)
+    no_sass = cases["says 12.0, carries no sm_120"]
+    assert installer_rules.manifest_reasons(manifest.latest_record(no_sass)) == []  # the installer would take it
+    assert installer_rules.pointer_reasons(no_sass, index) == ["no machine code for 12.0 (carries sm_90a, compute_120)"]
     unverified = cases["unverified"]
     assert publish.move_pointer(index, unverified, allow_unverified=True)[0].latest == unverified.wheel_file
     failed = cases["failed"]
@@ -455,6 +461,26 @@ def test_every_command_points_at_the_installers_store(tasks, tmp_path, no_gpu_pa
     assert installer_rules.accepts(restored, "2.2.0") == []
     index = json.loads((base / FOLDER / "index.json").read_text())
     assert {PLAIN_CP312, demo.name} == {w["wheel_file"] for w in index["wheels"]}
+
+
+def test_a_twin_keeps_the_verdict_only_when_its_extensions_are_byte_identical(tmp_path):
+    wheel, meta = built(tmp_path / "dist")
+    entry = manifest.read_manifest_file(meta)
+    twin, _ = publish.make_twin(wheel, entry, tmp_path / "twin")
+    assert twin.verification == entry.verification and twin.verification.passed
+    # a plain wheel of the same name whose .so differs (stripped, rebuilt): the kernel test proved
+    # the labelled wheel's binaries, not these
+    other, _ = built(tmp_path / "other", so=b"\x7fELF sm_120, rebuilt")
+    differing = wheelfile.plain_twin(other, tmp_path / "differing", installer_rules.twin_build_tag(entry))
+    assert differing.name == twin.wheel_file
+    verdict = publish.twin_verdict(entry, wheel, differing)
+    assert verdict.status == "unverified" and entry.wheel_file in verdict.summary, verdict
+    assert publish.twin_verdict(entry, wheel, tmp_path / "twin" / twin.wheel_file) == entry.verification
+    # so such a twin does not become latest.json without --latest-unverified
+    candidate = twin.replace(verification=verdict)
+    moved, line = publish.move_pointer(Index(), candidate, allow_unverified=False)
+    assert moved.latest is None and "unverified" in line, line
+    assert publish.move_pointer(Index(), candidate, allow_unverified=True)[0].latest == twin.wheel_file
 
 
 def test_twins_of_different_variants_never_collide_and_supersede_within_their_variant():

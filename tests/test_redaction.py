@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_tasks.core import log as logsetup
-from sage_tasks.core import redaction
+from sage_tasks.core import redaction, render
 from sage_tasks.core.errors import StoreError
+from sage_tasks.store import manifest
 from tests import support
 
 # a secret: long enough to be one, with the characters URLs and passwords really hold
@@ -73,6 +74,24 @@ def test_redact_removes_the_secret_in_every_shape(case):
     for piece in parts(secret):
         if piece not in text.replace(secret, ""):  # a piece that is also the host name is no leak
             assert piece not in out, (shape, text, out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=secret_in_a_shape(), escape=st.sampled_from(['"', "\\", "\n", "é", ""]))
+def test_json_we_write_or_print_stays_json_without_the_secret(case, escape):
+    """Manifests, the index, run reports and --json output: redacted as data, so that a secret
+    next to a character JSON escapes neither shows nor breaks the file (it once did: a yank
+    reason ending in `sig=…"` left an index.json no reader could parse)."""
+    shape, text, secret = case
+    data = {"yanked": {"reason": text + escape, f"key {text}": [text, 1, None]}}
+    printed = io.StringIO()
+    render.emit_json(data, printed)
+    for written in (manifest.dumps(data), printed.getvalue()):
+        back = json.loads(written)
+        assert set(back) == {"yanked"} and len(back["yanked"]) == 2
+        for piece in parts(secret):
+            if piece not in text.replace(secret, ""):
+                assert piece not in written, (shape, written)
 
 
 @settings(max_examples=150, deadline=None)
@@ -162,3 +181,51 @@ def test_tasks_never_print_or_write_a_secret(tmp_path):
     for where, text in channels.items():
         assert token not in text, where
         assert signature not in text, where
+
+
+def test_hub_commit_messages_and_files_never_hold_a_secret(tmp_path):
+    """A yank's reason is free text that goes into the Hub commit message and the index: a
+    secret-shaped reason (a URL with a token, a signed URL, a header) must not reach either. Read
+    back as the Hub holds them: commit titles and messages through the Hub API, every file at head."""
+    from huggingface_hub import HfApi
+
+    from sage_tasks.core.settings import StoreConfig
+    from sage_tasks.stages import publish
+    from sage_tasks.store.hub import HubStore
+    from tests.hub_server import HubServer
+
+    repo_id = "tester/secret-shapes"
+    with HubServer().start() as hub:
+        api = HfApi(endpoint=hub.url, token=hub.token)
+        api.create_repo(repo_id, repo_type="dataset")
+        config = StoreConfig(
+            kind="hub", local_dir=tmp_path / "unused", remote_dir="sageattention", repo_id=repo_id, endpoint=hub.url
+        )
+        store = HubStore(config, {"HF_TOKEN": hub.token, "HF_ENDPOINT": hub.url, "SAGE_RETRY_BASE_S": "0.01"})
+        wheel = support.demo_wheel(tmp_path / "dist")
+        support.demo_manifest(wheel)
+        publish.publish(store, wheel, wheel.with_name(wheel.name + ".json"))
+
+        @settings(max_examples=40, deadline=None)
+        @given(case=secret_in_a_shape())
+        def yank_with_a_secret_reason(case):
+            shape, text, secret = case
+            commits = hub.commit_count(repo_id)
+            yanked = publish.set_yanked(store, wheel.name, f"fetched from {text}")
+            released = publish.set_yanked(store, wheel.name, None)
+            assert yanked.changed and released.changed and hub.commit_count(repo_id) == commits + 2
+            shown = [f"{c.title}\n{c.message}" for c in api.list_repo_commits(repo_id, repo_type="dataset")]
+            assert any(wheel.name in line and line.startswith("yank") for line in shown), shown
+            files = {path: data.decode(errors="replace") for path, data in hub.repo_files(repo_id).items()}
+            channels = {
+                **{f"commit {i}": line for i, line in enumerate(shown)},
+                **{path: data for path, data in files.items() if not path.endswith(".whl")},
+                "yank result": repr(yanked),
+            }
+            for piece in parts(secret):
+                if piece in text.replace(secret, ""):  # a piece that is also the host name is no leak
+                    continue
+                for where, content in channels.items():
+                    assert piece not in content, (shape, where, content[:400])
+
+        yank_with_a_secret_reason()

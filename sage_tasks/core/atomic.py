@@ -64,6 +64,15 @@ def _replace(dest: Path, fill: Callable[[BinaryIO], object]) -> None:
         raise
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make the renames and new names inside ``folder`` durable (its entry list reaches the disk)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write(dest: Path, content: str | bytes) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     _replace(dest, lambda handle: handle.write(data))

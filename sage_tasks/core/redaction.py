@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _TOKEN_SHAPE = re.compile(r"hf_[A-Za-z0-9]{20,}")
@@ -58,6 +59,19 @@ def redact(text: str) -> str:
     text = _URL_USERINFO.sub(lambda m: m.group(1) + _REDACTED + "@", text)
     text = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + _REDACTED, text)
     return _TOKEN_SHAPE.sub("hf_" + _REDACTED, text)
+
+
+def redact_data(data: Any) -> Any:
+    """``data`` (JSON-shaped: dicts, lists, strings...) with every string and key redacted.
+    Redact before serialising, never the JSON text: a pattern that ends inside an escape
+    (``sig=abc\\"``) would eat the backslash and leave a file no parser reads."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, Mapping):
+        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(v) for v in data]
+    return data
 
 
 def public_url(url: str | None) -> str | None:

@@ -30,7 +30,9 @@ def emit(text: str, out: TextIO | None = None) -> None:
 
 
 def emit_json(data: Any, out: TextIO | None = None) -> None:
-    emit(json.dumps(data, indent=2, default=str), out)
+    # redacted as data, not as text: redacting JSON text can break it (see redaction.redact_data)
+    plain = json.loads(json.dumps(data, default=str))
+    print(json.dumps(redaction.redact_data(plain), indent=2), file=out or sys.stdout)
 
 
 def probe_table(m: Machine) -> str:

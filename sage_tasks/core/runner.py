@@ -1,20 +1,24 @@
 """The one place that starts subprocesses.
 
 ``run`` captures output; ``stream`` writes every line to a log file and reports progress while
-a long command runs. Both echo ``+ command`` and raise a typed error carrying the command, its
+a long command runs (under ``_runner_guard``, its only helper, so that the command's whole tree
+dies with sage-tasks). Both echo ``+ command`` and raise a typed error carrying the command, its
 return code and the tail of its output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -145,11 +149,43 @@ def run(
     return done
 
 
+GUARD = Path(__file__).resolve().with_name("_runner_guard.py")  # see there: why a guard
+GRACE_S = 5.0
+
+
+def _started(
+    proc: subprocess.Popen[str],
+    link: socket.socket,
+    argv: list[str],
+    error: type[SageTasksError],
+    hint: str | None,
+) -> None:
+    """Wait for the guard to say that it started ``argv``; raise what starting it raised."""
+    answer = b""
+    try:
+        while not answer.endswith(b"\n") and (part := link.recv(4096)):
+            answer += part
+    except BaseException:  # Ctrl-C while the guard starts: it must not go on alone
+        kill_tree(proc)
+        raise
+    if answer == b"ok\n":
+        return
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+    try:
+        failure = json.loads(answer)
+        cause = OSError(failure["errno"], failure["strerror"], failure["filename"])  # ENOENT: FileNotFoundError
+    except (ValueError, KeyError, TypeError):
+        raise _start_error(error)(f"`{quote(argv)}` could not be started (exit {proc.returncode})", hint) from None
+    raise _cannot_start(error, argv, cause, hint) from cause
+
+
 class Interrupted(BaseException):
     """SIGTERM arrived while a long command ran (raised in the main thread, like Ctrl-C)."""
 
 
-def kill_tree(proc: subprocess.Popen[str], grace_s: float = 5.0) -> None:
+def kill_tree(proc: subprocess.Popen[str], grace_s: float = GRACE_S) -> None:
     """End a command started in its own process group, and everything it started: SIGTERM to
     the group, then SIGKILL to whatever is left after ``grace_s`` (no orphaned compilers)."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
@@ -202,15 +238,18 @@ def stream(
     hint: str | None = None,
 ) -> Completed:
     """Run a long command in its own process group; every output line goes to ``log_path``,
-    progress to the callbacks. Ctrl-C, SIGTERM or ``timeout`` seconds end the whole tree."""
+    progress to the callbacks. Ctrl-C, SIGTERM or ``timeout`` seconds end the whole tree, and so
+    does our own death, kill -9 included (the command runs under ``_runner_guard``)."""
     argv = [str(a) for a in args]
     log.info("+ %s", quote(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     start = time.perf_counter()
+    ours, theirs = socket.socketpair()
     try:
         proc = subprocess.Popen(
-            argv,
+            # the guard starts argv and ends its whole group if we die, kill -9 included
+            [sys.executable, "-I", str(GUARD), str(theirs.fileno()), str(GRACE_S), "--", *argv],
             env=dict(env) if env is not None else None,
             cwd=cwd,
             stdout=subprocess.PIPE,
@@ -220,10 +259,18 @@ def stream(
             errors="replace",
             bufsize=1,
             start_new_session=True,  # its own process group: we can end everything it starts
-            pass_fds=keep_fds,  # e.g. a lock that must outlive us if we are killed -9
+            pass_fds=(theirs.fileno(), *keep_fds),  # keep_fds: e.g. a lock that must outlive us if we are killed -9
         )
     except OSError as e:
+        ours.close()
         raise _cannot_start(error, argv, e, hint) from e
+    finally:
+        theirs.close()
+    try:
+        _started(proc, ours, argv, error, hint)
+    except BaseException:
+        ours.close()
+        raise
 
     stop = threading.Event()
     timed_out = threading.Event()
@@ -258,6 +305,7 @@ def stream(
         raise
     finally:
         stop.set()
+        ours.close()
     done = Completed(tuple(argv), returncode, "\n".join(tail), "", time.perf_counter() - start)
     if timed_out.is_set():
         raise _start_error(error)(

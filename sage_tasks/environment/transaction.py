@@ -193,7 +193,7 @@ class Transaction:
         """The commit point, then the cleanup (which ``recover`` finishes if this dies)."""
         with _signals_held():
             os.replace(journal_path(self.state_dir), journal_path(self.state_dir, COMMITTED))
-            _fsync_dir(self.state_dir)
+            atomic.fsync_dir(self.state_dir)
             self.journal.state = COMMITTED
             pause(self.env, "committed")
             _finish(self.state_dir, self.journal, self.env)
@@ -302,14 +302,6 @@ def _prune(folders: set[Path], roots: list[Path]) -> None:
             except OSError:
                 break
             folder = folder.parent
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _finish(state_dir: Path, journal: Journal, env: Mapping[str, str]) -> None:

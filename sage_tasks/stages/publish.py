@@ -22,6 +22,7 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
+from ..core import redaction
 from ..core.errors import ConfigError, ConflictError, IntegrityError, KernelTestError, NoMatchError, UnverifiedError
 from ..store import Store, installer_rules, manifest
 from ..store.manifest import Index, Verification, WheelManifest
@@ -129,12 +130,7 @@ def make_twin(wheel: Path, entry: WheelManifest, dest_dir: Path) -> tuple[WheelM
     verdict only when its extensions are byte-identical to the tested wheel's."""
     path = wheelfile.plain_twin(wheel, dest_dir, installer_rules.twin_build_tag(entry))
     data = path.read_bytes()
-    same = wheelfile.extension_bytes(path) == wheelfile.extension_bytes(wheel)
-    verdict = (
-        entry.verification
-        if same
-        else Verification(status="unverified", summary=f"its extensions differ from {entry.wheel_file}'s")
-    )
+    verdict = twin_verdict(entry, wheel, path)
     twin = entry.replace(
         version=str(Version(entry.version).public),
         wheel_file=path.name,
@@ -145,6 +141,14 @@ def make_twin(wheel: Path, entry: WheelManifest, dest_dir: Path) -> tuple[WheelM
         verification=verdict,
     )
     return twin, data
+
+
+def twin_verdict(entry: WheelManifest, wheel: Path, twin: Path) -> Verification:
+    """The labelled wheel's verdict if ``twin``'s extensions (paths and bytes) are the tested
+    ``wheel``'s, else unverified: a kernel test proves the binaries it ran, nothing else."""
+    if wheelfile.extension_bytes(twin) == wheelfile.extension_bytes(wheel):
+        return entry.verification
+    return Verification(status="unverified", summary=f"its extensions differ from {entry.wheel_file}'s")
 
 
 def drop_yanked_pointer(index: Index) -> Index:
@@ -323,13 +327,13 @@ def set_yanked(store: Store, wheel_file: str, reason: str | None) -> YankResult:
     manifest.check_wheel_name(wheel_file)
     if reason is not None and not reason.strip():
         raise ConfigError("a yank needs a reason", 'pass --reason "what is wrong with it"')
+    if reason is not None:  # recorded in the index and the commit message: never a secret it quotes
+        reason = redaction.redact(reason.strip())
     state: dict[str, Any] = {}
 
     def update(index: Index) -> Index:
         try:
-            new, state["changed"], state["pointer"] = yank_change(
-                index, wheel_file, reason.strip() if reason is not None else None, manifest.now()
-            )
+            new, state["changed"], state["pointer"] = yank_change(index, wheel_file, reason, manifest.now())
         except NoMatchError as e:
             raise NoMatchError(e.message.replace("the store", store.description), e.hint) from e
         entry = new.get(wheel_file)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,14 +24,6 @@ from .base import CommitResult, Files, Update, files_for
 from .manifest import Index, WheelManifest
 
 log = logging.getLogger(__name__)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore:
@@ -185,7 +176,7 @@ class LocalStore:
                         manifest.write_atomic(dest, content)
                     else:
                         atomic.copy(content, dest)
-                    _fsync_dir(dest.parent)
+                    atomic.fsync_dir(dest.parent)
                 manifest.write_atomic(root / manifest.INDEX_FILE, manifest.dumps(new_index.to_dict()))
                 index_written = True
                 # latest.json follows the index, under the same lock; untouched while the pointer
@@ -196,7 +187,7 @@ class LocalStore:
                     manifest.write_atomic(root / manifest.LATEST_FILE, manifest.dumps(record))
                 elif pointed is None and old_index.latest is not None:
                     (root / manifest.LATEST_FILE).unlink(missing_ok=True)
-                _fsync_dir(root)
+                atomic.fsync_dir(root)
             except OSError as e:
                 state = "the index was updated, latest.json was not" if index_written else "the index was not changed"
                 raise StoreError(

@@ -514,7 +514,7 @@ def fallback_note(configured: str, found: FolderRead) -> str:
 
 
 def dumps(data: Any) -> str:
-    return redaction.redact(json.dumps(data, indent=2, sort_keys=False)) + "\n"
+    return json.dumps(redaction.redact_data(data), indent=2, sort_keys=False) + "\n"
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
