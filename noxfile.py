@@ -65,7 +65,10 @@ def _prepare(session: nox.Session, shared: list[str]) -> str:
     reuse = os.environ.get("SAGE_REUSE_TORCH_FROM")
     if reuse:
         session.run(
-            sys.executable, "-c", f"from sage_tasks import venvs; venvs.link_site({python!r}, {reuse!r})", external=True
+            sys.executable,
+            "-c",
+            f"from sage_tasks.environment import venvs; venvs.link_site({python!r}, {reuse!r})",
+            external=True,
         )
     _sage(session, "pin", "--python", python, *shared)
     return python

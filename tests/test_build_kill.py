@@ -92,8 +92,8 @@ def test_sigterm_or_ctrl_c_stops_the_whole_tree(tmp_path, sig):
         import sys
         sys.path.insert(0, {str(support.REPO)!r})
         from pathlib import Path
-        from sage_tasks import runner
-        from sage_tasks.errors import BuildError
+        from sage_tasks.core import runner
+        from sage_tasks.core.errors import BuildError
         try:
             runner.stream(["sh", "-c", {COMPILER_TREE.format(pidfile=pidfile)!r}],
                           log_path=Path({str(tmp_path / "build.log")!r}), error=BuildError)
@@ -122,8 +122,8 @@ def test_kill_9_of_sage_tasks_stops_the_whole_tree(tmp_path):
         import sys
         sys.path.insert(0, {str(support.REPO)!r})
         from pathlib import Path
-        from sage_tasks import runner
-        from sage_tasks.errors import BuildError
+        from sage_tasks.core import runner
+        from sage_tasks.core.errors import BuildError
         runner.stream(["sh", "-c", {COMPILER_TREE.format(pidfile=pidfile)!r}],
                       log_path=Path({str(tmp_path / "build.log")!r}), error=BuildError)
         """

@@ -246,8 +246,9 @@ BOMB = """
 import os, resource, sys, time
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from sage_tasks import install, probe
-from sage_tasks.errors import IntegrityError
+from sage_tasks.environment import install
+from sage_tasks.stages import probe
+from sage_tasks.core.errors import IntegrityError
 target = probe.read_target(sys.argv[1], extra=["sageattention"])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
@@ -431,7 +432,7 @@ def test_resource_limit_is_a_clean_error(tmp_path):
     code = (
         f"import os, resource, sys; sys.path.insert(0, {str(support.REPO)!r})\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))\n"
-        "from pathlib import Path\nfrom sage_tasks import install, probe\nfrom sage_tasks.errors import SageTasksError\n"
+        "from pathlib import Path\nfrom sage_tasks.environment import install\nfrom sage_tasks.stages import probe\nfrom sage_tasks.core.errors import SageTasksError\n"
         f"t = probe.read_target({str(venv)!r}, extra=['demo-pkg'])\n"
         "try:\n"
         "    with install.Change(t, os.environ, command='t') as c:\n"

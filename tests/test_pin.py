@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def test_pin_installs_the_stack_then_reinstalls_only_what_differs(tasks, venv, t
     }
 
     # break one package: only that one is reinstalled
-    support.subprocess.run(
+    subprocess.run(
         [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torchaudio==2.7.0+cu128"],
         check=True,
         env=support.offline_pip_env(env),
@@ -73,7 +74,7 @@ def test_pin_check_on_a_satisfied_stack_starts_no_pip(tasks, venv, torch_index, 
 
 def test_cpu_torch_is_replaced_by_the_cuda_build(tasks, venv, torch_index, no_gpu_path):
     env = pin_env(torch_index)
-    support.subprocess.run(
+    subprocess.run(
         [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torch==2.8.0+cpu"],
         check=True,
         env=support.offline_pip_env(env),

@@ -95,7 +95,7 @@ HARNESS = """
 import sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from sage_tasks import publish
+from sage_tasks.stages import publish
 from sage_tasks.store.local import LocalStore
 store = LocalStore(Path(sys.argv[1]), "sageattention")
 print("ready", flush=True)

@@ -135,8 +135,9 @@ HARNESS = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-from sage_tasks import install, probe
-from sage_tasks.errors import KernelTestError, SageTasksError
+from sage_tasks.environment import install
+from sage_tasks.stages import probe
+from sage_tasks.core.errors import KernelTestError, SageTasksError
 python, wheel, package, version, fail = sys.argv[1:6]
 print("start", flush=True)
 try:
