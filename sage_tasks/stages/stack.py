@@ -28,7 +28,7 @@ from ..core import log as logsetup
 from ..core.errors import ConfigError, EnvironmentProblem
 from ..environment import installers
 from ..store.manifest import WheelManifest
-from . import probe
+from . import probe, stack_size
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,12 @@ def apply(
     else:
         for d in differences:
             if d.installed is not None and d.package == "torch":
-                log.warning("pin replaces torch %s with %s (--keep-stack keeps it)", d.installed, d.wanted)
+                size = ""
+                if not check_only:  # what the installer is about to download, asked of the index
+                    size = ", " + stack_size.describe(
+                        stack_size.download_size(stack.index_url, differences, target.tags)
+                    )
+                log.warning("pin replaces torch %s with %s%s (--keep-stack keeps it)", d.installed, d.wanted, size)
     installed = {p: target.version_of(p) for p in PACKAGES}
     if not differences:
         return PinResult(stack, (), None, installed, changed=False)
