@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -107,6 +111,28 @@ def torch_index(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> s
     wheels.append(support.make_wheel(built / "old", "torchaudio", "2.7.0+cu128", {"torchaudio/__init__.py": ""}))
     wheels += sorted(wheelhouse.glob("*.whl"))
     return support.build_simple_index(root / "whl" / "cu128", wheels)
+
+
+@pytest.fixture(scope="session")
+def torch_index_http(torch_index: str) -> Iterator[str]:
+    """The same index served over HTTP on loopback (as uv and pip download from a real one);
+    needs SAGE_ALLOW_INSECURE_URLS=1 in the environment of a command given it."""
+    served = Path(urlsplit(torch_index).path)
+    root = served.parent.parent  # .../whl/cu128 -> the folder holding whl/
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{served.relative_to(root).as_posix()}"
+    httpd.shutdown()
+    httpd.server_close()
 
 
 @pytest.fixture

@@ -112,7 +112,7 @@ def test_uv_takes_the_stack_from_the_torch_index_not_the_users(tasks, venv, torc
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_a_failed_download_leaves_the_previous_stack(tasks, venv, torch_index, tmp_path, installer):
     """torchvision's file is gone from the index: the install fails, the old torch stays."""
-    support.subprocess.run(
+    subprocess.run(
         [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torch==2.8.0+cpu"],
         check=True,
         env=support.offline_pip_env(os.environ),
@@ -160,7 +160,7 @@ def test_an_interrupted_install_is_repaired_by_the_next_pin(tasks, venv, torch_i
 
 @pytest.mark.slow
 def test_keep_stack_never_replaces_an_installed_torch(tasks, venv, torch_index):
-    support.subprocess.run(
+    subprocess.run(
         [str(venv), "-m", "pip", "install", "-q", "--index-url", torch_index, "torch==2.8.0+cpu"],
         check=True,
         env=support.offline_pip_env(os.environ),

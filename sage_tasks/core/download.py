@@ -159,3 +159,57 @@ def fetch(
     raise StoreError(
         f"download of {url} failed after {attempts} attempts: {last_error}", "check the network and try again"
     )
+
+
+# ---------------------------------------------------------------- small reads (index pages, sizes)
+
+SIMPLE_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+
+
+def _local(url: str) -> Path:
+    return Path(unquote(urlparse(url).path))
+
+
+def read_page(url: str, *, timeout: float = 5.0, accept: str = SIMPLE_ACCEPT) -> tuple[str, str]:
+    """(content type, text) of a small page: a simple index's project page (PEP 691 JSON when
+    the index offers it, else its HTML). A ``file://`` folder is read as its ``index.html``, as
+    pip and uv read one. One request, ``timeout`` seconds to connect and between bytes; any
+    failure is a ``StoreError`` naming the URL without secrets."""
+    shown = redaction.redact(url)
+    if urlsplit(url).scheme == "file":
+        path = _local(url)
+        page = path / "index.html" if path.is_dir() else path
+        try:
+            return "text/html", page.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise StoreError(f"cannot read {shown}: {e.strerror}") from e
+    import requests
+
+    try:
+        response = requests.get(url, headers={"Accept": accept}, timeout=timeout, verify=True)
+    except requests.RequestException as e:
+        raise StoreError(f"cannot read {shown}: {type(e).__name__}") from e
+    if response.status_code >= 400:
+        raise StoreError(f"cannot read {shown}: HTTP {response.status_code}")
+    return response.headers.get("Content-Type", ""), response.text
+
+
+def remote_size(url: str, *, timeout: float = 5.0) -> int | None:
+    """Bytes of a file behind a URL without downloading it: one HEAD's Content-Length (None when
+    the server does not say), or a ``file://`` file's size. Failures are ``StoreError``."""
+    shown = redaction.redact(url)
+    if urlsplit(url).scheme == "file":
+        try:
+            return _local(url).stat().st_size
+        except OSError as e:
+            raise StoreError(f"cannot stat {shown}: {e.strerror}") from e
+    import requests
+
+    try:
+        response = requests.head(url, timeout=timeout, allow_redirects=True, verify=True)
+    except requests.RequestException as e:
+        raise StoreError(f"cannot reach {shown}: {type(e).__name__}") from e
+    if response.status_code >= 400:
+        raise StoreError(f"cannot reach {shown}: HTTP {response.status_code}")
+    length = response.headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else None

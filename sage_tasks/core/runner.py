@@ -2,8 +2,9 @@
 
 ``run`` captures output; ``stream`` writes every line to a log file and reports progress while
 a long command runs (under ``_runner_guard``, its only helper, so that the command's whole tree
-dies with sage-tasks). Both echo ``+ command`` and raise a typed error carrying the command, its
-return code and the tail of its output.
+dies with sage-tasks; or, with ``terminal=``, letting one of the command's streams draw on our
+terminal: an installer's own progress bar). Both echo ``+ command`` and raise a typed error
+carrying the command, its return code and the tail of the output they captured.
 """
 
 from __future__ import annotations
@@ -234,16 +235,26 @@ def stream(
     on_heartbeat: Callable[[float, str], None] | None = None,
     timeout: float | None = None,
     keep_fds: tuple[int, ...] = (),
+    terminal: str | None = None,
     error: type[SageTasksError] = CommandFailed,
     hint: str | None = None,
 ) -> Completed:
     """Run a long command in its own process group; every output line goes to ``log_path``,
     progress to the callbacks. Ctrl-C, SIGTERM or ``timeout`` seconds end the whole tree, and so
-    does our own death, kill -9 included (the command runs under ``_runner_guard``)."""
+    does our own death, kill -9 included (the command runs under ``_runner_guard``).
+
+    ``terminal`` ("stdout" or "stderr"): that stream of the command goes straight to our stderr
+    (a terminal: the command sees one and draws its own progress); only the other stream is
+    logged, passed to ``on_line`` and kept as the tail for the error."""
+    if terminal not in (None, "stdout", "stderr"):
+        raise ValueError(f"terminal={terminal!r}: use 'stdout', 'stderr' or None")
     argv = [str(a) for a in args]
     log.info("+ %s", quote(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
+    screen = sys.stderr.fileno() if terminal else None
+    if screen is not None:
+        sys.stderr.flush()
     start = time.perf_counter()
     ours, theirs = socket.socketpair()
     try:
@@ -252,8 +263,8 @@ def stream(
             [sys.executable, "-I", str(GUARD), str(theirs.fileno()), str(GRACE_S), "--", *argv],
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=screen if terminal == "stdout" else subprocess.PIPE,
+            stderr={None: subprocess.STDOUT, "stdout": subprocess.PIPE, "stderr": screen}[terminal],
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
@@ -292,8 +303,11 @@ def stream(
     try:
         with _sigterm_raises(), log_path.open("a", encoding="utf-8") as out:
             out.write(f"+ {quote(argv)}\n")
-            assert proc.stdout is not None
-            for raw in proc.stdout:
+            if terminal:
+                out.write(f"(its {terminal} went to the terminal and is not in this log)\n")
+            captured = proc.stderr if terminal == "stdout" else proc.stdout
+            assert captured is not None
+            for raw in captured:
                 line = redaction.redact(raw.rstrip("\n"))
                 out.write(line + "\n")
                 tail.append(line)
@@ -313,5 +327,6 @@ def stream(
             hint or "raise --timeout, or lower MAX_JOBS if the machine is swapping",
         )
     if returncode != 0:
-        raise _fail(error, argv, returncode, "\n".join(tail), hint)
+        above = f"`{quote(argv)}` exited with {returncode} (its {terminal} is above)" if terminal else None
+        raise _fail(error, argv, returncode, "\n".join(tail), hint, above)
     return done

@@ -20,7 +20,7 @@ from typing import Any
 from ..core.errors import EnvironmentProblem, MachineError, SageTasksError, UnverifiedError
 from ..core.settings import Settings
 from ..store.manifest import Index
-from . import build, fetch, selection, stack
+from . import build, fetch, selection, stack, stack_size
 from .probe import Machine
 
 GIB = 1024**3
@@ -37,6 +37,7 @@ class Plan:
     build: Mapping[str, Any] | None  # the build plan, when the path is "build" and it can run
     disk: Mapping[str, int] = field(default_factory=dict)  # bytes needed per place
     problem: SageTasksError | None = None
+    download: int | None = None  # bytes the pin downloads, asked of the index when it replaces; None: unknown
 
     @property
     def summary(self) -> str:
@@ -46,7 +47,8 @@ class Plan:
         else:
             parts.append("stack as installed")
         if self.replaces:
-            parts.append("replacing " + ", ".join(self.replaces))
+            size = "" if self.problem else f" ({stack_size.describe(self.download)})"  # asked only if it can go ahead
+            parts.append("replacing " + ", ".join(self.replaces) + size)
         parts.append(f"fetch {self.wheel}" if self.wheel else "build (no stored wheel fits)")
         if self.problem:
             parts.append(f"cannot succeed: {self.problem.message}")
@@ -57,6 +59,7 @@ class Plan:
             "path": self.path,
             "pin": [d.to_dict() for d in self.pin],
             "replaces": list(self.replaces),
+            "download_bytes": self.download,
             "wheel": self.wheel,
             "build": dict(self.build) if self.build else None,
             "disk_needed": dict(self.disk),
@@ -168,6 +171,12 @@ def _free(place: str) -> int | None:
 
 
 def compute(settings: Settings, found: Machine, index: Index, pinned: stack.Stack, *, allow_unverified: bool) -> Plan:
+    """``decide`` with the free disk, and — when the pin would replace installed packages and
+    the plan can go ahead — the size of what the pin downloads, asked of the stack's index."""
     places = [found.target.paths.get("purelib") or found.target.python, str(settings.cache_dir)]
     free = {p: f for p in places if (f := _free(p)) is not None}
-    return decide(settings, found, index, pinned, allow_unverified=allow_unverified, free=free)
+    decided = decide(settings, found, index, pinned, allow_unverified=allow_unverified, free=free)
+    if decided.replaces and decided.problem is None:
+        size = stack_size.download_size(pinned.index_url, decided.pin, found.target.tags)
+        decided = dataclasses.replace(decided, download=size)
+    return decided

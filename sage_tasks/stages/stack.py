@@ -28,7 +28,7 @@ from ..core import log as logsetup
 from ..core.errors import ConfigError, EnvironmentProblem
 from ..environment import installers
 from ..store.manifest import WheelManifest
-from . import probe
+from . import probe, stack_size
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,16 @@ def commands(
     ]
 
 
-def _run_installer(argv: list[str], env: Mapping[str, str], hint: str, *, progress: bool, log_dir: Path) -> None:
+# the stream on which each installer draws its progress bar (uv: indicatif on stderr; pip: rich on stdout)
+BAR_STREAM = {"uv": "stderr", "pip": "stdout"}
+
+
+def _run_installer(
+    argv: list[str], env: Mapping[str, str], hint: str, *, tool: str, progress: bool, log_dir: Path
+) -> None:
+    """Quiet (``--no-progress``, output captured) unless ``progress``: then the installer's bar
+    stream goes to our terminal, so uv or pip draws bytes and rate itself, and the other stream
+    is logged (and is the tail of the error if it fails)."""
     if not progress:
         runner.run(argv, env=env, error=EnvironmentProblem, hint=hint)
         return
@@ -324,11 +333,8 @@ def _run_installer(argv: list[str], env: Mapping[str, str], hint: str, *, progre
         if line.strip():
             log.info("  %s", line.strip()[:200])
 
-    def beat(seconds: float, last: str) -> None:
-        log.info("  … %.0f s: %s", seconds, last.strip()[:120])
-
     runner.stream(argv, log_path=log_dir / f"pin-{int(time.time())}.log", env=env, on_line=show,
-                  heartbeat_s=10.0, on_heartbeat=beat, error=EnvironmentProblem, hint=hint)  # fmt: skip
+                  terminal=BAR_STREAM[tool], error=EnvironmentProblem, hint=hint)  # fmt: skip
     log.info("  installed in %.1f s", time.perf_counter() - watch)
 
 
@@ -365,7 +371,12 @@ def apply(
     else:
         for d in differences:
             if d.installed is not None and d.package == "torch":
-                log.warning("pin replaces torch %s with %s (--keep-stack keeps it)", d.installed, d.wanted)
+                size = ""
+                if not check_only:  # what the installer is about to download, asked of the index
+                    size = ", " + stack_size.describe(
+                        stack_size.download_size(stack.index_url, differences, target.tags)
+                    )
+                log.warning("pin replaces torch %s with %s%s (--keep-stack keeps it)", d.installed, d.wanted, size)
     installed = {p: target.version_of(p) for p in PACKAGES}
     if not differences:
         return PinResult(stack, (), None, installed, changed=False)
@@ -394,12 +405,12 @@ def apply(
     if choice.tool == "pip":  # download everything first: a failed download leaves the stack as it was
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
-        _run_installer(argvs[0], env, hint, progress=progress, log_dir=cache / "logs")
+        _run_installer(argvs[0], env, hint, tool="pip", progress=progress, log_dir=cache / "logs")
         argvs = argvs[1:]
     if marker:
         atomic.write(marker, json.dumps({"packages": [d.package for d in differences], "pid": os.getpid()}))
     for argv in argvs:
-        _run_installer(argv, run_env, hint, progress=progress, log_dir=cache / "logs")
+        _run_installer(argv, run_env, hint, tool=choice.tool, progress=progress, log_dir=cache / "logs")
     logsetup.end_step(log)
     after = probe.read_target(target.python, env=env)
     left = [d for d in diff(stack, after) if d.package in {x.package for x in differences}]

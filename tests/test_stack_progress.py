@@ -1,0 +1,93 @@
+"""`pin` on a terminal lets the installer draw its own download progress (bytes, rate); with
+--json or in CI it stays quiet. Real `invoke pin`, real uv, its stderr on a pseudo-terminal,
+against the suite's index served over HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests import support
+
+pytestmark = pytest.mark.slow
+
+# uv's download bar: "0 B/1.20 KiB" then "1.20 KiB/1.20 KiB" (bytes done / bytes in all)
+BAR = re.compile(r"\d+(\.\d+)? (B|KiB|MiB)/\d+(\.\d+)? (KiB|MiB)")
+
+
+def pin_on_a_terminal(python: Path, index: str, *args: str, **extra: str) -> tuple[int, str, str]:
+    """``invoke pin`` with stderr on a pty (stdout a pipe, as in ``invoke pin --json > out``);
+    returns the exit code, what reached the terminal and stdout."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    env.update(TORCH_INDEX_URL=index, SAGE_ALLOW_INSECURE_URLS="1", NO_COLOR="1", **extra)
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(python),
+             "--installer", "uv", *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, env=env, cwd=python.parent,
+        )  # fmt: skip
+    finally:
+        os.close(secondary)
+    seen = bytearray()
+
+    def drain() -> None:  # a pty's buffer is small: read while it runs
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=300)
+    reader.join(timeout=30)
+    os.close(main)
+    return proc.returncode, seen.decode(errors="replace"), out.decode(errors="replace")
+
+
+def test_on_a_terminal_the_installer_draws_its_download_progress(tmp_path, torch_index_http, no_gpu_path):
+    venv = support.make_venv(tmp_path / "venv")
+    code, terminal, _ = pin_on_a_terminal(venv, torch_index_http)
+    assert code == 0, terminal
+    assert BAR.search(terminal), terminal  # uv's bytes bar reached the terminal
+    assert "Prepared 4 packages" in terminal and "Installed 4 packages" in terminal
+    assert support.installed_version(venv, "torch") == "2.8.0+cu128"
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"), [(("--json",), {}), ((), {"CI": "true"})], ids=["json", "ci"]
+)  # fmt: skip
+def test_json_and_ci_stay_quiet_on_a_terminal(tmp_path, torch_index_http, no_gpu_path, args, extra):
+    venv = support.make_venv(tmp_path / "venv")
+    code, terminal, out = pin_on_a_terminal(venv, torch_index_http, *args, **extra)
+    assert code == 0, terminal
+    assert support.installed_version(venv, "torch") == "2.8.0+cu128"  # it did download and install
+    assert not BAR.search(terminal), terminal
+    assert "Preparing packages" not in terminal and "Prepared 4 packages" not in terminal, terminal
+    assert "\r" not in terminal.replace("\r\n", "\n"), terminal  # no line redrawn in place
+    if args:
+        assert '"changed": true' in out
+
+
+def test_a_stream_sent_to_the_terminal_is_not_logged_and_the_error_points_above(tmp_path, capfd):
+    from sage_tasks.core import runner
+    from sage_tasks.core.errors import EnvironmentProblem
+
+    script = "echo logged-line; echo drawn-line >&2; exit 3"
+    with pytest.raises(EnvironmentProblem) as failed:
+        runner.stream(["sh", "-c", script], log_path=tmp_path / "x.log", terminal="stderr", error=EnvironmentProblem)
+    assert "exited with 3 (its stderr is above)" in failed.value.message
+    assert "drawn-line" in capfd.readouterr().err  # went to our stderr, as it was written
+    logged = (tmp_path / "x.log").read_text().splitlines()
+    assert "logged-line" in logged and "drawn-line" not in logged
