@@ -126,7 +126,7 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
     logsetup.step(log, f"build {plan.recipe.name} for {', '.join(plan.archs) or 'the host'} → {plan.dist_dir}")
     log.info("build log: %s", plan.log_path)
     build_env = build_environment(plan, env)
-    with _locked(plan.work_dir):
+    with _locked(plan.work_dir) as lock:
         source = prepare_source(plan, env)
         if plan.missing_requires:
             runner.run(
@@ -146,6 +146,9 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
             on_line=progress,
             on_heartbeat=progress.heartbeat,
             timeout=plan.timeout_s,
+            # the work tree's lock is held by the compiler tree too: if we are killed -9, the next
+            # build waits until the guard has ended that tree, never compiling beside it
+            keep_fds=(lock.fileno(),),
             error=BuildError,
             hint=f"read the full log: {plan.log_path}",
         )
