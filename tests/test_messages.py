@@ -42,6 +42,24 @@ def test_an_interpreter_of_an_old_python_names_its_tag(tasks, tmp_path):
     assert "cp36" in done.stderr and "3.6.15" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("version", ["2.7.18", "3.7.16", "3.8.18"])
+def test_an_old_python_that_cannot_run_the_probe_script_is_still_named(tasks, tmp_path, version):
+    """As a real one does: the facts script fails there (syntax or a subscripted builtin), a
+    plain ``-c`` that prints the version works."""
+    old = tmp_path / "python"
+    old.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = "-c" ]; then printf {version}; exit 0; fi\n'
+        "echo \"TypeError: 'type' object is not subscriptable\" >&2; exit 1\n"
+    )
+    old.chmod(0o755)
+    done = tasks("probe", "--python", str(old))
+    major, minor = version.split(".")[:2]
+    assert done.returncode == 10, done.stderr
+    assert f"is Python {version} (tag cp{major}{minor}); the target must be 3.9 or newer" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_damaged_store_names_the_file_and_the_store(tasks, tmp_path):
     store = tmp_path / "store"
     env = {**os.environ, "SAGE_STORE": str(store)}

@@ -343,6 +343,7 @@ def target_facts(
     env = os.environ if env is None else env
     done = runner.run(facts_command(python, extra, env, import_torch), env=env, check=False, echo=False, timeout=600)
     if done.returncode != 0:
+        _refuse_if_too_old(python, env)  # an old Python may fail on the script itself: say which it is
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise EnvironmentProblem(
             f"could not read the environment of {python}: {last}",
@@ -354,17 +355,33 @@ def target_facts(
     return facts
 
 
+# runs on every Python from 2.7 on: the version, when the facts script cannot run there
+_VERSION_ONLY = "import sys; sys.stdout.write('%d.%d.%d' % tuple(sys.version_info[:3]))"
+
+
+def _too_old(python: str, version: object, major: int, minor: int) -> EnvironmentProblem:
+    return EnvironmentProblem(
+        f"{python} is Python {version} (tag cp{major}{minor}); the target must be 3.9 or newer",
+        "pass --python with a Python 3.9+ interpreter (e.g. a venv made with python3.12)",
+    )
+
+
+def _refuse_if_too_old(python: str, env: Mapping[str, str]) -> None:
+    done = runner.run([python, "-c", _VERSION_ONLY], env=env, check=False, echo=False, timeout=60)
+    parts = done.stdout.strip().split(".")
+    if done.returncode == 0 and len(parts) == 3 and all(p.isascii() and p.isdigit() for p in parts):
+        major, minor = int(parts[0]), int(parts[1])
+        if (major, minor) < (3, 9):
+            raise _too_old(python, done.stdout.strip(), major, minor)
+
+
 def _check_facts(python: str, facts: object) -> None:
     """The target's answer is a whole record from a Python we can act on; else say which Python it is."""
     needed = ("version", "implementation", "version_info", "packages", "paths")
     info = facts.get("version_info") if isinstance(facts, dict) else None
     readable = isinstance(info, list) and len(info) >= 2 and all(isinstance(v, int) for v in info[:2])
     if readable and tuple(info[:2]) < (3, 9):  # type: ignore[index]
-        version = facts.get("version", "?")  # type: ignore[union-attr]
-        raise EnvironmentProblem(
-            f"{python} is Python {version} (tag cp{info[0]}{info[1]}); the target must be 3.9 or newer",  # type: ignore[index]
-            "pass --python with a Python 3.9+ interpreter (e.g. a venv made with python3.12)",
-        )
+        raise _too_old(python, facts.get("version", "?"), info[0], info[1])  # type: ignore[union-attr,index]
     if not isinstance(facts, dict) or any(k not in facts for k in needed) or "purelib" not in (facts["paths"] or {}):
         raise EnvironmentProblem(
             f"{python} answered the probe with an incomplete record",

@@ -17,6 +17,7 @@ import platform
 import re
 import sys
 import sysconfig
+from typing import TYPE_CHECKING
 
 STACK = ("torch", "torchvision", "torchaudio", "triton", "pip", "setuptools", "wheel", "packaging", "ninja")
 
@@ -62,7 +63,9 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
 
 
-Listings = dict[str, "dict[str, list[str]] | None"]  # one collect()'s reads of sys.path entries
+if TYPE_CHECKING:  # no subscripted builtins at run time: this file must run on an old Python far
+    # enough to say which Python it is (the caller names it and refuses it)
+    Listings = dict[str, dict[str, list[str]] | None]  # one collect()'s reads of sys.path entries
 
 
 def _infos(entry: str, listings: Listings) -> dict[str, list[str]] | None:
