@@ -287,7 +287,9 @@ def fake_sageattention(root: Path, body: str) -> dict[str, str]:
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sageattention\nVersion: 2.2.0\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SAGE_", "PYTHON"))}
-    return {**env, "PYTHONPATH": str(root), "CUDA_VISIBLE_DEVICES": ""}
+    # PYTHONSAFEPATH: the user's environment reaches the check; the script's own folder is then
+    # not on sys.path, and the check must still find gate_metrics beside it
+    return {**env, "PYTHONPATH": str(root), "PYTHONSAFEPATH": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run_check(tmp_path: Path, body: str, *args: str) -> tuple[int, dict, str]:

@@ -48,6 +48,8 @@ import traceback
 if __package__:  # imported as sage_tasks.kernel_check (the tests)
     from . import gate_metrics as gm
 else:  # run as a script from its own folder, gate_metrics.py beside it (scripts.py copies both)
+    # named explicitly: with PYTHONSAFEPATH (or -P) Python does not put the script's folder on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import gate_metrics as gm
 
 EXIT_PASSED, EXIT_FAILED, EXIT_NO_GPU = 0, 1, 2
