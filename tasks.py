@@ -17,9 +17,9 @@ from invoke import Collection, Exit, task
 # Only what every task needs is imported here; each task imports the rest itself, so that
 # `invoke probe` does not pay for the build, store and Hub code.
 from sage_tasks.core import log as logsetup
-from sage_tasks.core import redaction, render
+from sage_tasks.core import redaction, render, runner
 from sage_tasks.core import settings as settings_mod
-from sage_tasks.core.errors import ConfigError, EnvironmentProblem, SageTasksError
+from sage_tasks.core.errors import ConfigError, EnvironmentProblem, Interrupted, SageTasksError
 
 COMMON = {
     "python": "target interpreter (default: this one; PYTHON_BIN works too)",
@@ -46,6 +46,12 @@ def _guard(verbose: bool = False) -> Iterator[None]:
         yield
     except SageTasksError as e:
         raise Exit(redaction.redact(e.one_line()), code=int(e.code)) from e
+    except runner.Interrupted as e:  # SIGTERM while a long command ran: it was stopped, with its tree
+        problem = Interrupted(
+            f"interrupted ({e}): the running command and everything it started were stopped",
+            "run the command again when you are ready",
+        )
+        raise Exit(problem.one_line(), code=int(problem.code)) from e
     except OSError as e:  # a full disk or a file-size limit outside the places that expect it
         where = f" ({e.filename})" if e.filename else ""
         problem = EnvironmentProblem(f"{e.strerror or e}{where}", "free disk space or raise the limit, then run again")

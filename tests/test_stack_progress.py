@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import pty
 import re
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,64 @@ def test_a_stream_sent_to_the_terminal_is_not_logged_and_the_error_points_above(
     assert "drawn-line" in capfd.readouterr().err  # went to our stderr, as it was written
     logged = (tmp_path / "x.log").read_text().splitlines()
     assert "logged-line" in logged and "drawn-line" not in logged
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = (task / "children").read_text().split() if (task / "children").exists() else []
+            found += [int(c) for c in children]
+            todo += [int(c) for c in children]
+    return found
+
+
+def test_sigterm_while_the_installer_draws_is_one_line_not_a_traceback(tmp_path, no_gpu_path):
+    """SIGTERM while uv waits on an index that never answers: one `interrupted` line with a hint,
+    the environment's exit code, no traceback, and uv (with its tree) ended."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the backlog; nobody ever answers them
+    venv = support.make_venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    env.update(TORCH_INDEX_URL=f"http://127.0.0.1:{silent.getsockname()[1]}/whl/cu128", SAGE_ALLOW_INSECURE_URLS="1")
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(venv),
+             "--installer", "uv"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, env=env,
+        )  # fmt: skip
+    finally:
+        os.close(secondary)
+    seen = bytearray()
+    reader = threading.Thread(target=lambda: _drain(main, seen), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    installer: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None and not installer:
+        installer = [p for p in _descendants(proc.pid) if "uv" in Path(f"/proc/{p}/comm").read_text(errors="replace")]
+        time.sleep(0.05)
+    assert installer, f"uv never started: {seen.decode(errors='replace')}"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    reader.join(timeout=30)
+    os.close(main)
+    silent.close()
+    terminal = seen.decode(errors="replace")
+    assert proc.returncode == 10, terminal
+    assert "interrupted (signal 15): the running command and everything it started were stopped" in terminal
+    assert "Traceback" not in terminal, terminal
+    assert not [p for p in installer if Path(f"/proc/{p}").exists()], "uv outlived the SIGTERM"
+
+
+def _drain(fd: int, into: bytearray) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        into.extend(chunk)
