@@ -48,7 +48,7 @@ def _guard(verbose: bool = False) -> Iterator[None]:
         raise Exit(redaction.redact(e.one_line()), code=int(e.code)) from e
     except runner.Interrupted as e:  # SIGTERM while a long command ran: it was stopped, with its tree
         problem = Interrupted(
-            f"interrupted ({e}): the running command and everything it started were stopped",
+            f"stopped by {e}; the running command and everything it started were ended",
             "run the command again when you are ready",
         )
         raise Exit(problem.one_line(), code=int(problem.code)) from e

@@ -4,6 +4,7 @@ against the suite's index served over HTTP on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -83,17 +84,44 @@ def test_json_and_ci_stay_quiet_on_a_terminal(tmp_path, torch_index_http, no_gpu
         assert '"changed": true' in out
 
 
-def test_a_stream_sent_to_the_terminal_is_not_logged_and_the_error_points_above(tmp_path, capfd):
-    from sage_tasks.core import runner
-    from sage_tasks.core.errors import EnvironmentProblem
+RELAYED = """
+import json, sys
+from pathlib import Path
+from sage_tasks.core import runner
+from sage_tasks.core.errors import EnvironmentProblem
+script = "echo logged-line; printf '\\033[2Kbar 10%%\\rbar 90%%\\rerror: no route to the index\\n' >&2; exit 3"
+try:
+    runner.stream(["sh", "-c", script], log_path=Path(sys.argv[1]), terminal="stderr", error=EnvironmentProblem)
+except EnvironmentProblem as e:
+    print(json.dumps({"message": e.message, "tail": e.tail}))
+"""
 
-    script = "echo logged-line; echo drawn-line >&2; exit 3"
-    with pytest.raises(EnvironmentProblem) as failed:
-        runner.stream(["sh", "-c", script], log_path=tmp_path / "x.log", terminal="stderr", error=EnvironmentProblem)
-    assert "exited with 3 (its stderr is above)" in failed.value.message
-    assert "drawn-line" in capfd.readouterr().err  # went to our stderr, as it was written
-    logged = (tmp_path / "x.log").read_text().splitlines()
-    assert "logged-line" in logged and "drawn-line" not in logged
+
+def test_a_stream_relayed_to_the_terminal_is_drawn_there_and_its_finished_lines_are_logged(tmp_path):
+    """The command's stderr reaches our terminal byte for byte (redraws included); the log and
+    the error keep its finished lines, so a failure's reason is not only on the screen."""
+    log = tmp_path / "x.log"
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", RELAYED, str(log)], stdout=subprocess.PIPE, stderr=secondary,
+            env={**os.environ, "PYTHONPATH": str(support.REPO)},
+        )  # fmt: skip
+    finally:
+        os.close(secondary)
+    seen = bytearray()
+    reader = threading.Thread(target=lambda: _drain(main, seen), daemon=True)
+    reader.start()
+    out, _ = proc.communicate(timeout=60)
+    reader.join(timeout=30)
+    os.close(main)
+    terminal = seen.decode(errors="replace")
+    assert "bar 10%\rbar 90%\rerror: no route to the index" in terminal, terminal  # drawn as written
+    failed = json.loads(out)
+    assert "exited with 3: error: no route to the index" in failed["message"]
+    logged = [line for line in log.read_text().splitlines() if not line.startswith("+ ")]  # the command
+    assert "logged-line" in logged and "error: no route to the index" in logged  # both streams
+    assert not any("bar 10%" in line or "\x1b" in line for line in logged), logged  # no redrawn progress
 
 
 def _descendants(pid: int) -> list[int]:
@@ -141,7 +169,7 @@ def test_sigterm_while_the_installer_draws_is_one_line_not_a_traceback(tmp_path,
     silent.close()
     terminal = seen.decode(errors="replace")
     assert proc.returncode == 10, terminal
-    assert "interrupted (signal 15): the running command and everything it started were stopped" in terminal
+    assert "interrupted: stopped by signal 15; the running command and everything it started were ended" in terminal
     assert "Traceback" not in terminal, terminal
     assert not [p for p in installer if Path(f"/proc/{p}").exists()], "uv outlived the SIGTERM"
 

@@ -243,18 +243,19 @@ def stream(
     progress to the callbacks. Ctrl-C, SIGTERM or ``timeout`` seconds end the whole tree, and so
     does our own death, kill -9 included (the command runs under ``_runner_guard``).
 
-    ``terminal`` ("stdout" or "stderr"): that stream of the command goes straight to our stderr
-    (a terminal: the command sees one and draws its own progress); only the other stream is
-    logged, passed to ``on_line`` and kept as the tail for the error."""
+    ``terminal`` ("stdout" or "stderr"): when our stderr is a terminal, that stream of the
+    command writes to a pseudo-terminal of ours (the command sees a terminal and draws its own
+    progress) whose bytes we copy to our stderr as they come; its finished lines, redrawn
+    progress left out, are logged and kept for the error like the other stream's."""
     if terminal not in (None, "stdout", "stderr"):
         raise ValueError(f"terminal={terminal!r}: use 'stdout', 'stderr' or None")
     argv = [str(a) for a in args]
     log.info("+ %s", quote(argv))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    screen = sys.stderr.fileno() if terminal else None
-    if screen is not None:
-        sys.stderr.flush()
+    if terminal and not os.isatty(sys.stderr.fileno()):
+        terminal = None  # nobody to draw for
+    relay = _TerminalRelay() if terminal else None
     start = time.perf_counter()
     ours, theirs = socket.socketpair()
     try:
@@ -263,8 +264,10 @@ def stream(
             [sys.executable, "-I", str(GUARD), str(theirs.fileno()), str(GRACE_S), "--", *argv],
             env=dict(env) if env is not None else None,
             cwd=cwd,
-            stdout=screen if terminal == "stdout" else subprocess.PIPE,
-            stderr={None: subprocess.STDOUT, "stdout": subprocess.PIPE, "stderr": screen}[terminal],
+            stdout=relay.secondary if relay and terminal == "stdout" else subprocess.PIPE,
+            stderr=subprocess.STDOUT
+            if relay is None
+            else (relay.secondary if terminal == "stderr" else subprocess.PIPE),
             stdin=subprocess.DEVNULL,
             text=True,
             errors="replace",
@@ -274,13 +277,19 @@ def stream(
         )
     except OSError as e:
         ours.close()
+        if relay:
+            relay.close()
         raise _cannot_start(error, argv, e, hint) from e
     finally:
         theirs.close()
+        if relay:
+            relay.started()
     try:
         _started(proc, ours, argv, error, hint)
     except BaseException:
         ours.close()
+        if relay:
+            relay.close()
         raise
 
     stop = threading.Event()
@@ -303,23 +312,35 @@ def stream(
     try:
         with _sigterm_raises(), log_path.open("a", encoding="utf-8") as out:
             out.write(f"+ {quote(argv)}\n")
-            if terminal:
-                out.write(f"(its {terminal} went to the terminal and is not in this log)\n")
+            writing = threading.Lock()
+
+            def take(raw: str) -> None:
+                line = redaction.redact(raw)
+                with writing:
+                    if out.closed:  # the relay's last lines after an interruption
+                        return
+                    out.write(line + "\n")
+                    tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+
+            if relay:
+                relay.start(take)
             captured = proc.stderr if terminal == "stdout" else proc.stdout
             assert captured is not None
             for raw in captured:
-                line = redaction.redact(raw.rstrip("\n"))
-                out.write(line + "\n")
-                tail.append(line)
-                if on_line is not None:
-                    on_line(line)
+                take(raw.rstrip("\n"))
             returncode = proc.wait()
+            if relay:
+                relay.finish()
     except BaseException:  # Ctrl-C, SIGTERM, a failing callback: nothing it started may live on
         kill_tree(proc)
         raise
     finally:
         stop.set()
         ours.close()
+        if relay:
+            relay.close()
     done = Completed(tuple(argv), returncode, "\n".join(tail), "", time.perf_counter() - start)
     if timed_out.is_set():
         raise _start_error(error)(
@@ -327,6 +348,75 @@ def stream(
             hint or "raise --timeout, or lower MAX_JOBS if the machine is swapping",
         )
     if returncode != 0:
-        above = f"`{quote(argv)}` exited with {returncode} (its {terminal} is above)" if terminal else None
-        raise _fail(error, argv, returncode, "\n".join(tail), hint, above)
+        raise _fail(error, argv, returncode, "\n".join(tail), hint)
     return done
+
+
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def finished_line(raw: str) -> str:
+    """What a terminal line ends up showing: the text after its last carriage return (a
+    progress bar redraws in place), without colour and cursor escapes."""
+    return _ESCAPE.sub("", raw.rstrip("\r").rsplit("\r", 1)[-1]).rstrip()
+
+
+class _TerminalRelay:
+    """A pseudo-terminal for one stream of a command: its bytes go to our stderr (a terminal)
+    as they come, and its finished lines to a callback (the log and the error's tail)."""
+
+    def __init__(self) -> None:
+        import pty
+
+        self.main, self.secondary = pty.openpty()
+        self._copy_window_size()
+        self._thread: threading.Thread | None = None
+
+    def _copy_window_size(self) -> None:
+        with contextlib.suppress(OSError, ImportError):
+            import fcntl
+            import termios
+
+            size = fcntl.ioctl(sys.stderr.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
+            fcntl.ioctl(self.secondary, termios.TIOCSWINSZ, size)
+
+    def started(self) -> None:
+        """The command has its end of the terminal: ours closes, so the read ends when theirs do."""
+        if self.secondary >= 0:
+            os.close(self.secondary)
+            self.secondary = -1
+
+    def start(self, take: Callable[[str], None]) -> None:
+        sys.stderr.flush()
+        self._thread = threading.Thread(target=self._copy, args=(take,), daemon=True)
+        self._thread.start()
+
+    def _copy(self, take: Callable[[str], None]) -> None:
+        screen = sys.stderr.fileno()
+        pending = ""
+        while True:
+            try:
+                chunk = os.read(self.main, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                break
+            if not chunk:
+                break
+            with contextlib.suppress(OSError):
+                os.write(screen, chunk)
+            pending += chunk.decode("utf-8", errors="replace")
+            *lines, pending = pending.split("\n")
+            for raw in lines:
+                if shown := finished_line(raw):
+                    take(shown)
+        if shown := finished_line(pending):
+            take(shown)
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def close(self) -> None:
+        self.started()
+        if self.main >= 0:
+            os.close(self.main)
+            self.main = -1
