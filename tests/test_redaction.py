@@ -94,6 +94,23 @@ def test_json_we_write_or_print_stays_json_without_the_secret(case, escape):
                 assert piece not in written, (shape, written)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    secret=SECRET,
+    field=st.sampled_from(["Authorization", "proxy-authorization", "X-Amz-Signature", "sig", "token", "Cookie"]),
+    scheme=st.sampled_from(["", "token ", "Bearer ", "Basic ", "Digest "]),
+)
+def test_a_header_or_field_that_names_a_secret_is_redacted_whole_in_json(secret, field, scheme):
+    """Headers echoed as data (``{"Authorization": "token …"}``): key and value are separate
+    strings, so no text pattern sees them together; the key itself says the value is secret."""
+    data = {"request": {"headers": {field: scheme + secret, "Accept": "application/json"}}}
+    printed = io.StringIO()
+    render.emit_json(data, printed)
+    for written in (manifest.dumps(data), printed.getvalue()):
+        assert secret not in written, written
+        assert json.loads(written)["request"]["headers"]["Accept"] == "application/json"  # the rest kept
+
+
 @settings(max_examples=150, deadline=None)
 @given(case=secret_in_a_shape())
 def test_every_log_record_and_warning_is_redacted(case):

@@ -29,6 +29,8 @@ _SECRET_PARAMS = "|".join(
      "x-goog-credential")
 )  # fmt: skip
 _URL_SECRET_PARAM = re.compile(rf"(?i)([?&;](?:{_SECRET_PARAMS})=)[^&\s#\"'<>]+")
+# a JSON key that says its value is a secret (headers echoed as data, signed-URL fields)
+_SECRET_KEY = re.compile(rf"(?i)(?:(?:proxy-)?authorization|cookie|set-cookie|hf_token|{_SECRET_PARAMS})")
 _REDACTED = "***"
 _known: set[str] = set()
 
@@ -62,13 +64,21 @@ def redact(text: str) -> str:
 
 
 def redact_data(data: Any) -> Any:
-    """``data`` (JSON-shaped: dicts, lists, strings...) with every string and key redacted.
+    """``data`` (JSON-shaped: dicts, lists, strings...) with every string and key redacted, and
+    the whole value of a key that names a secret (``Authorization``, ``X-Amz-Signature``...).
     Redact before serialising, never the JSON text: a pattern that ends inside an escape
     (``sig=abc\\"``) would eat the backslash and leave a file no parser reads."""
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, Mapping):
-        return {redact(k) if isinstance(k, str) else k: redact_data(v) for k, v in data.items()}
+        return {
+            redact(k) if isinstance(k, str) else k: (
+                _REDACTED
+                if isinstance(k, str) and isinstance(v, str) and v and _SECRET_KEY.fullmatch(k)
+                else redact_data(v)
+            )
+            for k, v in data.items()
+        }
     if isinstance(data, list | tuple):
         return [redact_data(v) for v in data]
     return data
