@@ -13,7 +13,7 @@ import subprocess
 import sys
 import warnings
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sage_tasks.core import log as logsetup
@@ -223,10 +223,15 @@ def test_hub_commit_messages_and_files_never_hold_a_secret(tmp_path):
         support.demo_manifest(wheel)
         publish.publish(store, wheel, wheel.with_name(wheel.name + ".json"))
 
+        # what the store holds with no secret anywhere: a generated "secret" that is already in
+        # it (e.g. `torch_versio`) is a word of the format, not a leak
+        baseline = "\n".join(data.decode(errors="replace") for data in hub.repo_files(repo_id).values())
+
         @settings(max_examples=40, deadline=None)
         @given(case=secret_in_a_shape())
         def yank_with_a_secret_reason(case):
             shape, text, secret = case
+            assume(not any(piece in baseline for piece in parts(secret)))
             commits = hub.commit_count(repo_id)
             yanked = publish.set_yanked(store, wheel.name, f"fetched from {text}")
             released = publish.set_yanked(store, wheel.name, None)
