@@ -242,6 +242,7 @@ class HubServer:
         self._always: dict[str, int] = {}
         self.faults_served: dict[str, int] = {}  # kind -> injected answers actually sent (observed)
         self._cuts: list[int] = []  # one after_bytes per cut still to come
+        self.cuts_served: list[str] = []  # paths whose body was actually cut short (observed)
         self._hooks: dict[str, list[Any]] = {}  # kind -> callables to run before the next request
         self._log: list[tuple[str, str, dict[str, str]]] = []
         self._counter = itertools.count()
@@ -746,6 +747,9 @@ class HubServer:
                 return _Response(416, b"", out)
             status, body = 206, content[start : end + 1]
             out["Content-Range"] = f"bytes {start}-{end}/{size}"
+        if cut is not None and cut < len(body):
+            with self._lock:
+                self.cuts_served.append(target)
         return _Response(status, body, out, cut_after=cut)
 
     @staticmethod

@@ -70,18 +70,33 @@ def descendants(root: int) -> set[int]:
 def test_a_timeout_stops_the_whole_tree(tmp_path):
     pidfile = tmp_path / "compiler.pid"
     start = time.monotonic()
-    with pytest.raises(BuildError) as raised:
+    try:
         runner.stream(
             ["sh", "-c", COMPILER_TREE.format(pidfile=pidfile)],
             log_path=tmp_path / "build.log",
             timeout=1.5,
             error=BuildError,
         )
-    assert time.monotonic() - start < 30
-    assert "did not finish within" in raised.value.message and "stopped" in raised.value.message
+    except BuildError as e:
+        message = e.message
+    else:
+        message = None
+    took = time.monotonic() - start
     compiler = wait_for(pidfile)
-    assert gone(compiler), "the compiler outlived the timeout"
-    support.count_fault("build stopped by --timeout (compiler tree killed)", injected=1, survived=int(gone(compiler)))
+    # injected: the compiler was started and the timeout came due while it ran; survived: the build
+    # was stopped promptly with the timeout's error, and the compiler's tree ended (not ran its course)
+    due = took >= 1.5
+    ended = gone(compiler)
+    stopped = message is not None and "did not finish within" in message and "stopped" in message
+    support.count_fault(
+        "build stopped by --timeout (compiler tree killed)",
+        injected=int(due),
+        survived=int(due and took < 30 and stopped and ended),
+    )
+    assert message is not None, "no BuildError: the timeout did not stop the build"
+    assert took < 30
+    assert stopped, message
+    assert ended, "the compiler outlived the timeout"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -105,11 +120,16 @@ def test_sigterm_or_ctrl_c_stops_the_whole_tree(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     compiler = wait_for(pidfile)
     assert alive(compiler)
+    delivered = proc.poll() is None  # the signal reaches a build that is still running
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 4 and "unwound" in out, out
     survived = gone(compiler)
-    support.count_fault(f"build interrupted by {sig.name} (compiler tree killed)", injected=1, survived=int(survived))
+    support.count_fault(
+        f"build interrupted by {sig.name} (compiler tree killed)",
+        injected=int(delivered),
+        survived=int(delivered and survived),
+    )
+    assert proc.returncode == 4 and "unwound" in out, out
     assert survived, f"the compiler (pid {compiler}) outlived {sig.name}"
 
 

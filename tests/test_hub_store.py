@@ -134,14 +134,16 @@ def test_four_concurrent_publishers_all_land(tasks, hub, env, tmp_path):
             )
         )
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    assert all(code == 0 for code, _ in results), results
     files = hub.repo_files(REPO_ID)
-    index = json.loads(files["sageattention/index.json"])
+    index = json.loads(files.get("sageattention/index.json", b'{"wheels": []}'))
+    # survived: publishers whose wheel is in the index afterwards, with its file in the repo
+    landed = {w["wheel_file"] for w in index["wheels"] if f"sageattention/{w['wheel_path']}" in files}
+    support.count_fault("concurrent Hub publishers", injected=len(procs), survived=len(landed & set(wheels)))
+    assert all(code == 0 for code, _ in results), results
     assert sorted(w["wheel_file"] for w in index["wheels"]) == sorted(wheels)
     for entry in index["wheels"]:
         assert f"sageattention/{entry['wheel_path']}" in files
     assert any("412" in err for _, err in results)  # at least one had to merge
-    support.count_fault("concurrent Hub publishers", injected=4, survived=4)
 
 
 def test_publish_retries_503_then_succeeds(tasks, hub, env, tmp_path):
@@ -149,10 +151,17 @@ def test_publish_retries_503_then_succeeds(tasks, hub, env, tmp_path):
     before = hub.commit_count(REPO_ID)
     hub.fail_next("commit", 503, times=2)
     _, published = publish_demo(tasks, env, tmp_path / "dist")
+    served = hub.faults_served.get("commit", 0)  # the 503s the server actually answered
+    landed = hub.commit_count(REPO_ID) - before
+    support.count_fault(
+        "503 twice on the Hub commit (retried)",
+        injected=served,
+        survived=served * (landed == 1 and published.returncode == 0),
+    )
     assert published.returncode == 0, published.stderr
+    assert served == 2, f"{served} commits were answered 503, 2 were meant to be"
     assert "HTTP 503; retrying" in published.stderr
-    assert hub.commit_count(REPO_ID) == before + 1
-    support.count_fault("503 twice on the Hub commit (retried)", injected=2, survived=2)
+    assert landed == 1
 
 
 def test_publish_gives_up_on_500_forever_and_changes_nothing(tasks, hub, env, tmp_path, fault):
@@ -216,23 +225,33 @@ def test_wrong_token_is_one_clear_line_and_never_printed(tasks, hub, env, recipe
     wrong = "hf_wrong_token_wrong_token_1234"  # shaped unlike a real token on purpose
     bad = {**env, "HF_TOKEN": wrong}
     venv = support.make_venv(tmp_path / "venv")
-    outputs = []
-    for args in (
-        ("fetch", "--python", str(venv), "--recipe", str(recipe)),
-        ("init-hf",),
-        ("publish", "--wheel", str(publish_demo_files(tmp_path))),
-    ):
-        result = tasks(*args, env=bad)
+    results = [
+        (args, tasks(*args, env=bad))
+        for args in (
+            ("fetch", "--python", str(venv), "--recipe", str(recipe)),
+            ("init-hf",),
+            ("publish", "--wheel", str(publish_demo_files(tmp_path))),
+        )
+    ]
+    errors = [[line for line in r.stderr.splitlines() if line.startswith("store error")] for _, r in results]
+    outputs = [r.stdout + r.stderr for _, r in results]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 5_000_000]
+    on_disk = [p for p in written if wrong.encode() in p.read_bytes()]
+    # survived: runs refused (exit 6, one store error line) whose output holds neither token
+    refused = [
+        r.returncode == 6 and len(lines) == 1 and wrong not in text and hub.token not in text
+        for (_, r), lines, text in zip(results, errors, outputs, strict=True)
+    ]
+    support.count_fault(
+        "wrong token (one line, never printed)", injected=len(results), survived=sum(refused) * (not on_disk)
+    )
+    for (args, result), lines in zip(results, errors, strict=True):
         assert result.returncode == 6, (args, result.stderr)
-        errors = [line for line in result.stderr.splitlines() if line.startswith("store error")]
-        assert len(errors) == 1, result.stderr
-        outputs.append(result.stdout + result.stderr)
+        assert len(lines) == 1, result.stderr
     assert "refused the token" in outputs[0]
     for text in outputs:
         assert wrong not in text and hub.token not in text
-    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.stat().st_size < 5_000_000]
-    assert not [p for p in written if wrong.encode() in p.read_bytes()]
-    support.count_fault("wrong token (one line, never printed)", injected=3, survived=3)
+    assert not on_disk
 
 
 def publish_demo_files(tmp_path: Path) -> Path:

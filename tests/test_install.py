@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -162,19 +163,31 @@ def test_a_wheel_that_would_overwrite_torch_is_refused(tmp_path):
     onto_torch = support.make_wheel(
         tmp_path / "a", "sageattention", "2.2.0", {"sageattention/__init__.py": "", "torch/version.py": "hijacked"}
     )
-    with pytest.raises(IntegrityError, match="belongs to torch"):
-        install_and_commit(venv, onto_torch, "sageattention", "2.2.0")
     # a wheel named sageattention whose metadata folder is torch's
     members = {"sageattention/__init__.py": b"", **txn_support.dist_info_files("torch", "2.8.0")}
     disguised = txn_support.write_wheel(tmp_path / "b" / "sageattention-2.2.0-py3-none-any.whl", members)
-    with pytest.raises(IntegrityError, match="torch"):
-        install_and_commit(venv, disguised, "sageattention", "2.2.0")
-    # and a torch wheel offered as the recipe's package
-    with pytest.raises(IntegrityError, match="not of sageattention"):
-        install_and_commit(venv, torch, "sageattention", "2.8.0")
+    offers = [
+        (onto_torch, "2.2.0", "belongs to torch"),
+        (disguised, "2.2.0", "torch"),
+        (torch, "2.8.0", "not of sageattention"),  # and a torch wheel offered as the recipe's package
+    ]
+    refused, seen = [], []  # per offer: refused (the right IntegrityError, the venv unchanged); what it raised
+    for wheel, version, match in offers:
+        try:
+            install_and_commit(venv, wheel, "sageattention", version)
+        except IntegrityError as e:
+            seen.append((match, str(e)))
+            refused.append(re.search(match, str(e)) is not None and snapshot(venv) == before)
+        else:
+            seen.append((match, "installed"))
+            refused.append(False)
+    healthy = txn_support.pip_check(venv) == "No broken requirements found."
+    support.count_fault(
+        "wheel aimed at another distribution's files", injected=len(refused), survived=sum(refused) * healthy
+    )
+    assert all(refused), seen
     assert snapshot(venv) == before
-    assert txn_support.pip_check(venv) == "No broken requirements found."
-    support.count_fault("wheel aimed at another distribution's files", injected=3, survived=3)
+    assert healthy
 
 
 def _corrupt(wheel: Path, how: str) -> Path:
@@ -349,11 +362,14 @@ def test_two_concurrent_installers_into_one_venv_serialise(tmp_path, small_pair)
     slow = _env(tmp_path, SAGE_TASKS_TEST_PAUSE="installed", SAGE_TASKS_TEST_PAUSE_SECONDS="1")  # each holds ≥ 1 s
     procs = [first, *(txn_support.harness(venv, small_pair[v], v, slow) for v in ("2.0", "1.0", "2.0"))]
     results = [(p.communicate(timeout=300), p.returncode) for p in procs]
+    # survived: installers that finished (exit 0), provided the venv ends holding one whole version
+    whole = txn_support.judge(venv, small_pair).holds in ("1.0", "2.0") and txn_support.imports_agree(venv)
+    finished = sum(code == 0 for _, code in results)
+    support.count_fault("concurrent installers into one venv", injected=len(procs), survived=finished * whole)
     assert all(code == 0 for _, code in results), [r[0][1][-1000:] for r in results]
     assert txn_support.judge(venv, small_pair).holds in ("1.0", "2.0")
     assert sum(f"waiting for PID {first.pid}" in err for (_, err), _ in results[1:]) >= 1  # they did overlap
     assert txn_support.imports_agree(venv)
-    support.count_fault("concurrent installers into one venv", injected=4, survived=4)
 
 
 def test_probe_reports_an_unfinished_install_and_the_next_command_finishes_it(tasks, tmp_path, small_pair):
