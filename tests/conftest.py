@@ -150,7 +150,7 @@ _FAULT_KINDS = pytest.StashKey[list]()
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    if report.when == "call":
+    if report.when == "call" and not report.skipped:  # a skipped test injected nothing
         for kind in item.stash.get(_FAULT_KINDS, []):
             support.count_fault(kind, injected=1, survived=int(report.passed))
     return report

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,18 @@ def test_a_users_own_venvs_are_not_tool_environments(tmp_path):
     plain = "home = /usr/bin\ninclude-system-site-packages = false\n"  # made by python -m venv
     assert locations.tool_environment(_env(tmp_path / "archive-v1" / "old", cfg=plain)) is None
     assert locations.tool_environment(_env(tmp_path / "ci-cache" / "venvs" / "x")) is None
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_every_module_of_the_package_and_no_other(installed):
+    """A folder left out of pyproject's package list (or a stale module from an older layout)
+    would ship a package that fails on import, or two layouts at once."""
+    [wheel] = installed.parent.glob("sage_tasks-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+    shipped = {
+        n for n in names if n.endswith(".py") and not n.startswith(("sage_tasks/_manifests/", "sage_tasks/_taskfile/"))
+    }
+    ours = {p.relative_to(support.REPO).as_posix() for p in (support.REPO / "sage_tasks").rglob("*.py")}
+    assert shipped == ours, (sorted(shipped - ours), sorted(ours - shipped))
+    assert "sage_tasks/py.typed" in names

@@ -146,8 +146,8 @@ def _execute(plan: BuildPlan, env: Mapping[str, str]) -> BuildResult:
             on_line=progress,
             on_heartbeat=progress.heartbeat,
             timeout=plan.timeout_s,
-            # the work tree's lock is held by the compiler tree too: if we are killed -9, the next
-            # build waits until the guard has ended that tree, never compiling beside it
+            # the guard (and pip under it) hold the work tree's lock too: if we are killed -9, the
+            # next build waits until the guard has ended the compiler's process group
             keep_fds=(lock.fileno(),),
             error=BuildError,
             hint=f"read the full log: {plan.log_path}",
