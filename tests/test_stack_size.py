@@ -4,10 +4,12 @@ the stack's index (the suite's stand-in index, over HTTP on loopback and as file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,6 +67,38 @@ def test_an_unreachable_index_says_size_unknown_and_the_plan_goes_on():
     assert decided.problem is None and decided.download is None
     assert "0.23.0+cu128 (download size unknown)" in decided.summary
     assert str(port) not in decided.summary
+
+
+def test_an_index_that_trickles_bytes_is_given_up_on_within_the_budget():
+    """One byte every few seconds never trips a per-read timeout; the whole question still ends."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n")
+            for _ in range(int(3 * stack_size.BUDGET_S / (stack_size.TIMEOUT_S / 2))):  # then it ends the body
+                if stop.wait(stack_size.TIMEOUT_S / 2):
+                    break
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"<")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    differences = [stack.Difference("torch", "2.9.9+cu128", "2.8.0+cpu", "")]
+    start = time.monotonic()
+    try:
+        size = stack_size.download_size(
+            f"http://127.0.0.1:{server.getsockname()[1]}/whl/cu128", differences, support.machine().target.tags
+        )
+        took = time.monotonic() - start
+    finally:
+        stop.set()
+        server.close()
+    assert size is None
+    assert stack_size.BUDGET_S <= took < stack_size.BUDGET_S + 2  # it waited for the budget, then no longer
 
 
 def test_a_pep691_page_gives_sizes_without_asking_for_the_file():

@@ -170,6 +170,9 @@ def _local(url: str) -> Path:
     return Path(unquote(urlparse(url).path))
 
 
+MAX_PAGE_BYTES = 32 << 20  # a project page of a simple index; PyTorch's torch page is well under this
+
+
 def read_page(url: str, *, timeout: float = 5.0, accept: str = SIMPLE_ACCEPT) -> tuple[str, str]:
     """(content type, text) of a small page: a simple index's project page (PEP 691 JSON when
     the index offers it, else its HTML). A ``file://`` folder is read as its ``index.html``, as
@@ -186,12 +189,20 @@ def read_page(url: str, *, timeout: float = 5.0, accept: str = SIMPLE_ACCEPT) ->
     import requests
 
     try:
-        response = requests.get(url, headers={"Accept": accept}, timeout=timeout, verify=True)
+        with requests.get(url, headers={"Accept": accept}, timeout=timeout, verify=True, stream=True) as response:
+            if response.status_code >= 400:
+                raise StoreError(f"cannot read {shown}: HTTP {response.status_code}")
+            body = bytearray()
+            for chunk in response.iter_content(1 << 16):
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise StoreError(f"cannot read {shown}: larger than {MAX_PAGE_BYTES >> 20} MiB")
+            encoding = response.encoding or "utf-8"
+            return response.headers.get("Content-Type", ""), body.decode(encoding, errors="replace")
     except requests.RequestException as e:
         raise StoreError(f"cannot read {shown}: {type(e).__name__}") from e
-    if response.status_code >= 400:
-        raise StoreError(f"cannot read {shown}: HTTP {response.status_code}")
-    return response.headers.get("Content-Type", ""), response.text
+    except LookupError:  # an encoding name Python does not know
+        return response.headers.get("Content-Type", ""), body.decode("utf-8", errors="replace")
 
 
 def remote_size(url: str, *, timeout: float = 5.0) -> int | None:

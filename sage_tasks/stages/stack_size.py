@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,11 +114,31 @@ def describe(size: int | None) -> str:
     return f"download {size} B"
 
 
+_asked: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], int | None] = {}  # per process
+
+
 def download_size(index_url: str | None, differences: Sequence[Difference], tags: Sequence[str]) -> int | None:
     """Total bytes of the wheels a pin of ``differences`` would download from ``index_url``, or
-    None when it cannot be had (said once, at debug level, without secrets)."""
+    None when it cannot be had (said once, at debug level, without secrets). Never longer than
+    ``BUDGET_S`` (a resolver or a server that trickles bytes included); asked once per process
+    (auto's plan and its pin step ask the same question)."""
     if not index_url or not differences:
         return None if differences else 0
+    key = (index_url, tuple((d.package, d.wanted) for d in differences), tuple(tags))
+    if key not in _asked:
+        answer: list[int | None] = []
+        worker = threading.Thread(
+            target=lambda: answer.append(_total(index_url, differences, tags)), name="download-size", daemon=True
+        )
+        worker.start()
+        worker.join(BUDGET_S)  # a request still hanging after it is left to end on its own
+        if not answer:
+            log.debug("download size: no answer within %.0f s", BUDGET_S)
+        _asked[key] = answer[0] if answer else None
+    return _asked[key]
+
+
+def _total(index_url: str, differences: Sequence[Difference], tags: Sequence[str]) -> int | None:
     deadline = time.monotonic() + BUDGET_S
     total = 0
     for d in differences:
