@@ -134,6 +134,8 @@ def _rewrite(src: Path, tmp: Path, old_prefix: str, new_prefix: str, new_version
     with zipfile.ZipFile(src) as zin:
         old_info = _dist_info(zin)
         new_info = old_info.replace(old_prefix, new_prefix, 1)
+        # the ``.data`` folder (scripts, headers, data files) is named after the version too
+        old_data, new_data = old_info[: -len(".dist-info")] + ".data", new_info[: -len(".dist-info")] + ".data"
         records: list[tuple[str, str, str]] = []
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zout:
             for item in zin.infolist():
@@ -143,6 +145,8 @@ def _rewrite(src: Path, tmp: Path, old_prefix: str, new_prefix: str, new_version
                 data = zin.read(item)
                 if name.startswith(f"{old_info}/"):
                     name = new_info + name[len(old_info) :]
+                elif name.startswith(f"{old_data}/"):
+                    name = new_data + name[len(old_data) :]
                 if name == f"{new_info}/METADATA":
                     data = re.sub(rb"(?m)^Version: .*$", f"Version: {new_version}".encode(), data, count=1)
                 copy = zipfile.ZipInfo(name, date_time=item.date_time)
