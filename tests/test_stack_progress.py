@@ -26,38 +26,32 @@ pytestmark = pytest.mark.slow
 BAR = re.compile(r"\d+(\.\d+)? (B|KiB|MiB)/\d+(\.\d+)? (KiB|MiB)")
 
 
-def pin_on_a_terminal(python: Path, index: str, *args: str, **extra: str) -> tuple[int, str, str]:
-    """``invoke pin`` with stderr on a pty (stdout a pipe, as in ``invoke pin --json > out``);
+def on_a_terminal(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run ``argv`` with stderr on a pty (stdout a pipe, as in ``invoke pin --json > out``);
     returns the exit code, what reached the terminal and stdout."""
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
-    env.update(TORCH_INDEX_URL=index, SAGE_ALLOW_INSECURE_URLS="1", NO_COLOR="1", **extra)
     main, secondary = pty.openpty()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(python),
-             "--installer", "uv", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, env=env, cwd=python.parent,
-        )  # fmt: skip
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, env=env, cwd=cwd
+        )
     finally:
         os.close(secondary)
     seen = bytearray()
-
-    def drain() -> None:  # a pty's buffer is small: read while it runs
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # EIO: every writer has closed the terminal
-                return
-            if not chunk:
-                return
-            seen.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
+    reader = threading.Thread(target=lambda: _drain(main, seen), daemon=True)  # a pty's buffer is small
     reader.start()
     out, _ = proc.communicate(timeout=300)
     reader.join(timeout=30)
     os.close(main)
     return proc.returncode, seen.decode(errors="replace"), out.decode(errors="replace")
+
+
+def pin_on_a_terminal(python: Path, index: str, *args: str, **extra: str) -> tuple[int, str, str]:
+    """``invoke pin`` with stderr on a pty."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "GITHUB_ACTIONS")}
+    env.update(TORCH_INDEX_URL=index, SAGE_ALLOW_INSECURE_URLS="1", NO_COLOR="1", **extra)
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(support.REPO), "pin", "--python", str(python),
+            "--installer", "uv", *args]  # fmt: skip
+    return on_a_terminal(argv, env, python.parent)
 
 
 def test_on_a_terminal_the_installer_draws_its_download_progress(tmp_path, torch_index_http, no_gpu_path):
@@ -101,21 +95,9 @@ def test_a_stream_relayed_to_the_terminal_is_drawn_there_and_its_finished_lines_
     """The command's stderr reaches our terminal byte for byte (redraws included); the log and
     the error keep its finished lines, so a failure's reason is not only on the screen."""
     log = tmp_path / "x.log"
-    main, secondary = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", RELAYED, str(log)], stdout=subprocess.PIPE, stderr=secondary,
-            env={**os.environ, "PYTHONPATH": str(support.REPO)},
-        )  # fmt: skip
-    finally:
-        os.close(secondary)
-    seen = bytearray()
-    reader = threading.Thread(target=lambda: _drain(main, seen), daemon=True)
-    reader.start()
-    out, _ = proc.communicate(timeout=60)
-    reader.join(timeout=30)
-    os.close(main)
-    terminal = seen.decode(errors="replace")
+    _, terminal, out = on_a_terminal(
+        [sys.executable, "-c", RELAYED, str(log)], {**os.environ, "PYTHONPATH": str(support.REPO)}
+    )
     assert "bar 10%\rbar 90%\rerror: no route to the index" in terminal, terminal  # drawn as written
     failed = json.loads(out)
     assert "exited with 3: error: no route to the index" in failed["message"]

@@ -117,8 +117,12 @@ def relabel(src: Path, dest_dir: Path, label: str) -> Path:
     file_name = src.name.split("-")[0]
     old_prefix = f"{file_name}-{info.version}"
     new_prefix = f"{file_name}-{new_version}"
-    target = dest_dir / src.name.replace(old_prefix, new_prefix, 1)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    return _rewritten(src, dest_dir / src.name.replace(old_prefix, new_prefix, 1), old_prefix, new_prefix, new_version)
+
+
+def _rewritten(src: Path, target: Path, old_prefix: str, new_prefix: str, new_version: str) -> Path:
+    """``src`` copied to ``target`` (written beside it, then renamed) under a new version; checked."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         _rewrite(src, tmp, old_prefix, new_prefix, new_version)
@@ -171,16 +175,7 @@ def plain_twin(src: Path, dest_dir: Path, build_tag: str) -> Path:
     file_name = src.name.split("-")[0]
     tags = "-".join(src.name[: -len(".whl")].split("-")[-3:])
     target = dest_dir / f"{file_name}-{public}-{build_tag}-{tags}.whl"
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    try:
-        _rewrite(src, tmp, f"{file_name}-{info.version}", f"{file_name}-{public}", public)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    inspect(target)
-    return target
+    return _rewritten(src, target, f"{file_name}-{info.version}", f"{file_name}-{public}", public)
 
 
 def extension_bytes(path: Path) -> dict[str, bytes]:
