@@ -105,6 +105,7 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
     out: dict[str, None] = {}
     versions = []
     listings: dict[str, list[str]] = {}
+    files_in: dict[str, frozenset[str]] = {}
     paths = site_paths(target)
     for site in sorted({os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}):
         try:
@@ -131,7 +132,8 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
                 path = os.path.normpath(os.path.join(site, entry_path))
                 if not path.startswith(prefix + os.sep):
                     continue  # not ours to move: outside the environment
-                if os.path.isfile(path) or os.path.islink(path):
+                folder, base = os.path.split(path)
+                if base in _names(folder, files_in):  # one listing per folder, not a stat per file
                     out[path] = None
                 if path.endswith(".py"):
                     cache = os.path.join(os.path.dirname(path), "__pycache__")
@@ -151,6 +153,17 @@ def _listing(folder: str, seen: dict[str, list[str]]) -> list[str]:
             seen[folder] = os.listdir(folder)
         except OSError:
             seen[folder] = []
+    return seen[folder]
+
+
+def _names(folder: str, seen: dict[str, frozenset[str]]) -> frozenset[str]:
+    """The names in ``folder`` that are files or links (not folders), listed once."""
+    if folder not in seen:
+        try:
+            with os.scandir(folder) as entries:
+                seen[folder] = frozenset(e.name for e in entries if not e.is_dir(follow_symlinks=False))
+        except OSError:
+            seen[folder] = frozenset()
     return seen[folder]
 
 
