@@ -1,0 +1,103 @@
+"""Where the install transaction's time goes, step by step, against the baseline's own steps
+(the same wheel and venv as ``install_journal_cost.py``; medians of N; run on tmpfs):
+
+    python bench/install_journal_parts.py --runs 10 --work /dev/shm/parts
+
+Each step of ``install.Change.place`` + ``commit`` is timed by wrapping the function that does
+it; the baseline (pypa ``installer`` straight into site-packages) is split into deleting the old
+files by their RECORD and writing the new ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import install_journal_cost as cost  # the same two modes
+
+from sage_tasks.environment import install, transaction
+from sage_tasks.stages import probe
+from sage_tasks.wheel import wheelcheck
+from tests import support, txn_support
+
+TIMES: dict[str, list[float]] = {}
+
+
+def _timed(owner: object, name: str, label: str) -> None:
+    inner = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            TIMES.setdefault(label, []).append(time.perf_counter() - start)
+
+    setattr(owner, name, wrapper)
+
+
+def baseline_parts(python: Path, wheel: Path, version: str) -> None:
+    from installer import install as unpack
+    from installer.destinations import SchemeDictionaryDestination
+
+    target = probe.read_target(str(python), extra=[cost.PACKAGE])
+    start = time.perf_counter()
+    site = txn_support.site_packages(python)
+    for info in site.glob(f"{cost.PACKAGE}-*.dist-info"):
+        with open(info / "RECORD", newline="") as handle:
+            for row in csv.reader(handle):
+                if row:
+                    (site / row[0]).unlink(missing_ok=True)
+        for left in info.iterdir():
+            left.unlink()
+        info.rmdir()
+    deleted = time.perf_counter()
+    with wheelcheck.open_zip(wheel) as zf:
+        checked = wheelcheck.check(wheel, zf, cost.PACKAGE, version)
+        scheme = install.schemes(target, cost.PACKAGE)
+        destination = SchemeDictionaryDestination(scheme, interpreter=str(python), script_kind="posix")
+        unpack(wheelcheck.source(checked, zf), destination, install._provenance(wheel))
+    TIMES.setdefault("baseline: delete the old files", []).append(deleted - start)
+    TIMES.setdefault("baseline: check + write the new ones", []).append(time.perf_counter() - deleted)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--work", default=None)
+    args = parser.parse_args()
+    work = Path(args.work or tempfile.mkdtemp(prefix="sage-journal-parts-"))
+    work.mkdir(parents=True, exist_ok=True)
+    wheels = {
+        "1.0": txn_support.big_wheel(work / "a", "1.0", seed=1, modules=range(1000)),
+        "2.0": txn_support.big_wheel(work / "b", "2.0", seed=2, modules=range(300, 1300)),
+    }
+    python = support.make_venv(work / "venv")
+    cost.without_journal(python, wheels["1.0"], "1.0")
+    for name, label in (("stage", "check + write into staging"), ("_old_files", "find the old files"),
+                        ("_owners", "no file of another distribution"), ("_staged_files", "list the staged files")):  # fmt: skip
+        _timed(install, name, label)
+    _timed(transaction, "begin", "write the journal")
+    _timed(transaction.Transaction, "apply", "move old aside, new in")
+    _timed(transaction, "_finish", "commit: delete the moved-aside files")
+    current = "1.0"
+    for _ in range(args.runs):
+        for step in (cost.with_journal, baseline_parts):
+            new = "2.0" if current == "1.0" else "1.0"
+            step(python, wheels[new], new)
+            current = new
+    for label, values in TIMES.items():
+        print(f"{label:40} median {statistics.median(values) * 1000:6.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
