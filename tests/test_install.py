@@ -76,6 +76,49 @@ def test_replaces_a_pip_installed_version_and_pip_can_uninstall_it(tmp_path):
     assert left == before - {f for f in before if f.startswith(("demo_pkg", "demo_pkg-1.0.dist-info"))}
 
 
+def _setup_py_install(site: Path, legacy: str) -> None:
+    """demo-pkg 1.0 as ``setup.py install`` left it: files beside an ``.egg-info`` that lists them,
+    or a whole ``.egg`` folder put on sys.path by ``easy-install.pth``."""
+    files = {"demo_pkg/__init__.py": "V = 1\n", "demo_pkg/gone.py": "x = 1\n"}
+    pkg_info = "Metadata-Version: 1.1\nName: demo-pkg\nVersion: 1.0\n"
+    if legacy == "egg-info":
+        for relative, text in files.items():
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative).write_text(text)
+        info = site / "demo_pkg-1.0-py3.11.egg-info"
+        info.mkdir()
+        (info / "PKG-INFO").write_text(pkg_info)
+        (info / "top_level.txt").write_text("demo_pkg\n")
+        (info / "installed-files.txt").write_text("".join(f"../{r}\n" for r in files) + "PKG-INFO\ntop_level.txt\n")
+    else:
+        egg = site / "demo_pkg-1.0-py3.11.egg"
+        for relative, text in files.items():
+            (egg / relative).parent.mkdir(parents=True, exist_ok=True)
+            (egg / relative).write_text(text)
+        (egg / "EGG-INFO").mkdir()
+        (egg / "EGG-INFO" / "PKG-INFO").write_text(pkg_info)
+        (site / "easy-install.pth").write_text("./demo_pkg-1.0-py3.11.egg\n")
+
+
+@pytest.mark.parametrize("legacy", ["egg-info", "egg"])
+def test_a_setup_py_install_is_the_old_version_replaced_whole_and_restored_whole(tmp_path, legacy):
+    venv = support.make_venv(tmp_path / "venv")
+    _setup_py_install(txn_support.site_packages(venv), legacy)
+    assert support.installed_version(venv, "demo-pkg") == "1.0"
+    before = snapshot(venv)
+    new = support.make_wheel(tmp_path / "w2", "demo-pkg", "2.0", {"demo_pkg/__init__.py": "V = 2\n"})
+    with install.Change(target(venv), os.environ, command="test") as change:
+        change.install(new, "demo-pkg", "2.0")  # read back, then left without a commit: rolled back
+    assert change.restored and "demo-pkg 1.0" in change.restored
+    assert snapshot(venv) == before
+    install_and_commit(venv, new, "demo-pkg", "2.0")
+    assert support.installed_version(venv, "demo-pkg") == "2.0"
+    left = files_of(venv)
+    assert not [f for f in left if "demo_pkg-1.0" in f or f.endswith("gone.py")], sorted(left)
+    shown = subprocess.run([str(venv), "-c", "import demo_pkg; print(demo_pkg.V)"], capture_output=True, text=True)
+    assert shown.stdout.strip() == "2", shown.stderr
+
+
 def test_an_upgrade_where_platlib_is_a_link_to_purelib(tmp_path):
     """Fedora-style Pythons: ``platlibdir = lib64`` and the venv's ``lib64 -> lib``. Every file has
     two names; the install must journal and move each once."""

@@ -113,6 +113,11 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
         except OSError:
             continue
         for entry in entries:
+            if entry.endswith((".egg-info", ".egg")):  # a setup.py install of it (legacy formats)
+                version = _legacy(site, entry, project, prefix, out)
+                if version is not None:
+                    versions.append(version)
+                continue
             if not entry.endswith(".dist-info"):
                 continue
             name, _, version = entry[: -len(".dist-info")].rpartition("-")
@@ -145,6 +150,36 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
                 for name_ in names:
                     out[os.path.join(root, name_)] = None
     return list(out), ", ".join(versions) or None
+
+
+def _legacy(site: str, entry: str, project: str, prefix: str, out: dict[str, None]) -> str | None:
+    """A ``setup.py install`` of ``project``: an ``.egg-info`` folder beside its files (those it
+    lists in ``installed-files.txt``, and the folder itself), or a whole ``.egg`` (folder or zip).
+    Adds what the install replaces to ``out``; returns its version (``?`` when unnamed), or None
+    when ``entry`` is not this project's. An ``.egg-link`` (a develop install) is never touched."""
+    stem = entry.rsplit(".", 1)[0]
+    name, _, rest = stem.partition("-")
+    if canonicalize_name(name) != project:
+        return None
+    path = os.path.join(site, entry)
+    if entry.endswith(".egg-info") and os.path.isdir(path):
+        listing = os.path.join(path, "installed-files.txt")
+        try:
+            with open(listing, encoding="utf-8", errors="replace") as handle:
+                listed = [line.strip() for line in handle if line.strip()]
+        except OSError:
+            listed = []
+        for relative in listed:
+            file = os.path.normpath(os.path.join(path, relative))
+            if file.startswith(prefix + os.sep) and (os.path.isfile(file) or os.path.islink(file)):
+                out[file] = None
+    if os.path.isdir(path) and not os.path.islink(path):
+        for root, _, names in os.walk(path):
+            for name_ in names:
+                out[os.path.join(root, name_)] = None
+    elif os.path.isfile(path):  # a zipped egg, or an .egg-info file (distutils)
+        out[path] = None
+    return rest.partition("-")[0] or "?"
 
 
 def _listing(folder: str, seen: dict[str, list[str]]) -> list[str]:
