@@ -84,5 +84,18 @@ def test_verified_beats_unverified_and_newer_beats_older():
     assert select([passed_old, passed_new], want()).chosen == passed_new
 
 
+def test_two_published_in_the_same_second_the_higher_version_wins_whatever_the_index_order():
+    fix1, fix2 = (
+        entry(
+            version=f"2.2.0+cu128torch2.8.0.fix{n}",
+            wheel_file=f"sageattention-2.2.0+cu128torch2.8.0.fix{n}-cp312-cp312-linux_x86_64.whl",
+        )
+        for n in (1, 2)
+    )
+    assert fix1.created_at == fix2.created_at
+    assert select([fix1, fix2], want()).chosen == fix2
+    assert select([fix2, fix1], want()).chosen == fix2
+
+
 def test_gpu_without_torch_check_for_recipes_that_do_not_link_torch():
     assert select([entry(torch_version="9.9.9")], want(check_torch=False)).chosen is not None

@@ -159,9 +159,16 @@ def _arch_reasons(entry: WheelManifest, want: Want) -> list[str]:
     return []
 
 
-def _rank(entry: WheelManifest) -> tuple[int, int, str, int]:
-    # a labelled wheel before its plain-version twin (same binaries; the twin is for the installer)
-    return (int(entry.verification.passed), int(not entry.legacy), entry.created_at, int(entry.twin_of is None))
+def _rank(entry: WheelManifest) -> tuple[int, int, str, int, Version, str]:
+    # a labelled wheel before its plain-version twin (same binaries; the twin is for the installer);
+    # two published within the same second (created_at has seconds): the higher version, then the
+    # name, so that the choice never depends on the order of the index
+    try:
+        version = Version(entry.version)
+    except InvalidVersion:
+        version = Version("0")
+    passed, modern, twin = int(entry.verification.passed), int(not entry.legacy), int(entry.twin_of is None)
+    return (passed, modern, entry.created_at, twin, version, entry.wheel_file)
 
 
 def select_wheel(entries: Iterable[WheelManifest], want: Want) -> Selection:
