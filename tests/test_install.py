@@ -198,6 +198,19 @@ def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_
     assert txn_support.imports_agree(venv, "demo-pkg")
 
 
+def test_a_script_that_would_overwrite_another_distributions_launcher_is_refused(tmp_path):
+    """Outside site-packages too: ``bin/pip`` is pip's (its RECORD says ``../../../bin/pip``)."""
+    venv = support.make_venv(tmp_path / "venv")
+    assert (venv.parent / "pip").is_file()
+    before = snapshot(venv)
+    hijack = support.make_wheel(
+        tmp_path / "w", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "", "demo_pkg-1.0.data/scripts/pip": "#!python\n"}
+    )
+    with pytest.raises(IntegrityError, match=r"would overwrite .*bin/pip, which belongs to pip"):
+        install_and_commit(venv, hijack, "demo-pkg", "1.0")
+    assert snapshot(venv) == before
+
+
 def test_a_wheel_that_would_overwrite_torch_is_refused(tmp_path):
     venv = support.make_venv(tmp_path / "venv")
     torch = support.make_wheel(tmp_path / "t", "torch", "2.8.0", {"torch/__init__.py": "", "torch/version.py": ""})

@@ -24,6 +24,7 @@ by the next command's recovery.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -210,6 +211,12 @@ def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
             entries = os.listdir(root)
         except OSError:
             continue
+        # a RECORD row that names one of ``placed`` holds its first folder (or, outside the root,
+        # its file name): a RECORD without any of these strings is not parsed (torch's is ~20k rows)
+        keys = set()
+        for path in placed:
+            relative = os.path.relpath(path, root)
+            keys.add(os.path.basename(path) if relative.startswith(os.pardir) else relative.split(os.sep, 1)[0])
         for entry in entries:
             if not entry.endswith(".dist-info"):
                 continue
@@ -218,10 +225,12 @@ def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
                 continue
             try:
                 with open(os.path.join(root, entry, "RECORD"), encoding="utf-8", errors="replace", newline="") as f:
-                    rows = list(csv.reader(f))
+                    text = f.read()
             except OSError:
                 continue
-            for row in rows:
+            if not any(key in text for key in keys):
+                continue
+            for row in csv.reader(io.StringIO(text, newline="")):
                 if row:
                     path = os.path.normpath(os.path.join(root, row[0]))
                     if path in placed:
