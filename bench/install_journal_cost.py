@@ -40,14 +40,10 @@ def with_journal(python: Path, wheel: Path, version: str) -> float:
         return time.perf_counter() - start
 
 
-def without_journal(python: Path, wheel: Path, version: str) -> float:
-    from installer import install as unpack
-    from installer.destinations import SchemeDictionaryDestination
-
-    target = probe.read_target(str(python), extra=[PACKAGE])
-    start = time.perf_counter()
+def uninstall_by_record(python: Path) -> None:
+    """Delete the installed version's files by its RECORD, as pip would."""
     site = txn_support.site_packages(python)
-    for info in site.glob(f"{PACKAGE}-*.dist-info"):  # uninstall by RECORD, as pip would
+    for info in site.glob(f"{PACKAGE}-*.dist-info"):
         with open(info / "RECORD", newline="") as handle:
             for row in csv.reader(handle):
                 if row:
@@ -55,12 +51,26 @@ def without_journal(python: Path, wheel: Path, version: str) -> float:
         for left in info.iterdir():
             left.unlink()
         info.rmdir()
+
+
+def install_plain(python: Path, wheel: Path, version: str, target: probe.TargetEnv) -> None:
+    """The same checks, then pypa ``installer`` straight into site-packages."""
+    from installer import install as unpack
+    from installer.destinations import SchemeDictionaryDestination
+
     with wheelcheck.open_zip(wheel) as zf:
         checked = wheelcheck.check(wheel, zf, PACKAGE, version)
         destination = SchemeDictionaryDestination(
             install.schemes(target, PACKAGE), interpreter=str(python), script_kind="posix", overwrite_existing=True
         )
         unpack(wheelcheck.source(checked, zf), destination, install._provenance(wheel))
+
+
+def without_journal(python: Path, wheel: Path, version: str) -> float:
+    target = probe.read_target(str(python), extra=[PACKAGE])
+    start = time.perf_counter()
+    uninstall_by_record(python)
+    install_plain(python, wheel, version, target)
     return time.perf_counter() - start
 
 

@@ -11,7 +11,6 @@ files by their RECORD and writing the new ones.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,6 @@ import install_journal_cost as cost  # the same two modes
 
 from sage_tasks.environment import install, transaction
 from sage_tasks.stages import probe
-from sage_tasks.wheel import wheelcheck
 from tests import support, txn_support
 
 TIMES: dict[str, list[float]] = {}
@@ -45,26 +43,11 @@ def _timed(owner: object, name: str, label: str) -> None:
 
 
 def baseline_parts(python: Path, wheel: Path, version: str) -> None:
-    from installer import install as unpack
-    from installer.destinations import SchemeDictionaryDestination
-
     target = probe.read_target(str(python), extra=[cost.PACKAGE])
     start = time.perf_counter()
-    site = txn_support.site_packages(python)
-    for info in site.glob(f"{cost.PACKAGE}-*.dist-info"):
-        with open(info / "RECORD", newline="") as handle:
-            for row in csv.reader(handle):
-                if row:
-                    (site / row[0]).unlink(missing_ok=True)
-        for left in info.iterdir():
-            left.unlink()
-        info.rmdir()
+    cost.uninstall_by_record(python)
     deleted = time.perf_counter()
-    with wheelcheck.open_zip(wheel) as zf:
-        checked = wheelcheck.check(wheel, zf, cost.PACKAGE, version)
-        scheme = install.schemes(target, cost.PACKAGE)
-        destination = SchemeDictionaryDestination(scheme, interpreter=str(python), script_kind="posix")
-        unpack(wheelcheck.source(checked, zf), destination, install._provenance(wheel))
+    cost.install_plain(python, wheel, version, target)
     TIMES.setdefault("baseline: delete the old files", []).append(deleted - start)
     TIMES.setdefault("baseline: check + write the new ones", []).append(time.perf_counter() - deleted)
 
