@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
     def timed(name, fn, twice=True):
         values = []
-        for attempt in range(2 if twice else 1):
+        for _attempt in range(2 if twice else 1):
             torch.cuda.synchronize()
             start = time.perf_counter()
             value = fn()
