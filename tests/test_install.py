@@ -170,6 +170,38 @@ def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member, fa
     assert snapshot(venv) == before
 
 
+def test_two_members_landing_on_one_file_are_refused(tmp_path):
+    """Staging writes into a fresh folder without a stat per file: a second write to one path
+    (here a root member and its ``.data/purelib`` twin) is caught by the writer instead."""
+    venv = support.make_venv(tmp_path / "venv")
+    twins = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {
+        "demo_pkg/__init__.py": "V = 1\n", "demo_pkg-1.0.data/purelib/demo_pkg/__init__.py": "V = 'other'\n",
+    })  # fmt: skip
+    before = snapshot(venv)
+    with pytest.raises(IntegrityError, match=r"two members of the wheel land on demo_pkg/__init__.py"):
+        install_and_commit(venv, twins, "demo-pkg", "1.0")
+    assert snapshot(venv) == before
+
+
+def test_the_old_versions_bytecode_goes_with_it(tmp_path):
+    venv = support.make_venv(tmp_path / "venv")
+    old = support.make_wheel(tmp_path / "w1", "demo-pkg", "1.0", {
+        "demo_pkg/__init__.py": "V = 1\n", "demo_pkg/gone.py": "g = 1\n", "demo_pkg/kept.py": "k = 1\n",
+    })  # fmt: skip
+    new = support.make_wheel(
+        tmp_path / "w2", "demo-pkg", "2.0", {"demo_pkg/__init__.py": "V = 2\n", "demo_pkg/kept.py": "k = 2\n"}
+    )
+    install_and_commit(venv, old, "demo-pkg", "1.0")
+    writes_bytecode = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([str(venv), "-c", "import demo_pkg.gone, demo_pkg.kept"], check=True, env=writes_bytecode)
+    cache = txn_support.site_packages(venv) / "demo_pkg" / "__pycache__"
+    assert {p.name.split(".")[0] for p in cache.iterdir()} == {"__init__", "gone", "kept"}
+    install_and_commit(venv, new, "demo-pkg", "2.0")
+    # 1.0's bytecode went with its modules (the read-back may have written __init__'s anew)
+    left = {p.name.split(".")[0] for p in cache.iterdir()} if cache.exists() else set()
+    assert left <= {"__init__"}
+
+
 # ---------------------------------------------------------------- rollback
 
 
@@ -186,7 +218,8 @@ def test_a_wheel_whose_import_raises_is_rolled_back_byte_for_byte(tmp_path, had_
     })  # fmt: skip
     if had_old:
         install_and_commit(venv, old, "demo-pkg", "1.0")
-        subprocess.run([str(venv), "-c", "import demo_pkg.kept"], check=True)  # bytecode, as in real use
+        writes_bytecode = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([str(venv), "-c", "import demo_pkg.kept"], check=True, env=writes_bytecode)  # as in real use
     before = snapshot(venv)
     with pytest.raises(EnvironmentProblem, match="import demo_pkg"):
         install_and_commit(venv, broken, "demo-pkg", "2.0")
@@ -478,7 +511,7 @@ def test_build_finishes_an_interrupted_install_before_it_plans(tasks, tmp_path, 
     assert txn_support.judge(venv, small_pair).holds == "none"
 
 
-@pytest.mark.parametrize("bad", [{"placed": None}, {"replaced": 5}, {"pid": "7"}, {"folder": ["/"]}])
+@pytest.mark.parametrize("bad", [{"placed": None}, {"replaced": 5}, {"pid": "7"}, {"folder": ["/"]}, {"base": 5}])
 def test_a_journal_with_wrong_types_is_a_typed_error(tmp_path, bad):
     venv = support.make_venv(tmp_path / "venv")
     state = envlock.state_dir(target(venv).paths)
@@ -516,3 +549,46 @@ def test_resource_limit_is_a_clean_error(tmp_path):
     assert done.returncode == 10, done.stderr[-2000:]
     assert "File too large" in done.stdout and "nothing in" in done.stdout
     assert snapshot(venv) == before
+
+
+def test_a_journal_written_before_staging_had_a_base_is_still_rolled_back(tmp_path):
+    """Journals without ``base`` kept files under old/ and new/ by absolute path: a kill left by
+    such a version (here: killed with the old files moved aside, nothing placed yet) is still
+    rolled back to the old installation, byte for byte."""
+    venv = support.make_venv(tmp_path / "venv")
+    old = support.make_wheel(
+        tmp_path / "w1", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "V = 1\n", "demo_pkg/a.py": ""}
+    )
+    install_and_commit(venv, old, "demo-pkg", "1.0")
+    before = snapshot(venv)
+    site = txn_support.site_packages(venv)
+    state = envlock.state_dir(target(venv).paths)
+    folder = state / "txn-999999-0ld0ld00"
+    replaced = sorted(str(p) for p in site.rglob("*") if p.is_file() and ".sage-tasks" not in p.parts)
+    for path in replaced:  # moved aside as that version did: old/ + the absolute path
+        keep = folder / "old" / path.lstrip(os.sep)
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, keep)
+    journal = {"id": folder.name, "pid": 999999, "package": "demo-pkg", "description": "demo-pkg 1.0 → 2.0",
+               "restores": "demo-pkg 1.0", "folder": str(folder), "replaced": replaced, "placed": [],
+               "created_dirs": [], "roots": [str(site)]}  # fmt: skip
+    (state / "journal.json").write_text(json.dumps(journal))
+    with install.Change(target(venv), os.environ, command="t") as change:
+        assert change.recovered and "demo-pkg 1.0 is back" in change.recovered
+    assert snapshot(venv) == before
+    assert txn_support.imports_agree(venv, "demo-pkg")
+
+
+def test_a_journal_refuses_a_path_outside_the_folder_it_was_staged_for(tmp_path):
+    """Staging and the journal must agree on where a file is kept: a path outside ``base`` would
+    be kept somewhere a rollback does not look."""
+    from sage_tasks.environment import transaction
+
+    state, base = tmp_path / "state", tmp_path / "env"
+    folder = transaction.new_folder(state)
+    common = dict(package="p", description="d", restores="r", roots=[str(base)], env={}, base=str(base))
+    with pytest.raises(EnvironmentProblem, match="outside"):
+        transaction.begin(state, folder, replaced=[str(tmp_path / "elsewhere" / "f")], placed=[], **common)
+    assert not (state / "journal.json").exists()
+    transaction.begin(state, folder, replaced=[str(base / "lib" / "f")], placed=[str(base / "bin" / "g")], **common)
+    assert json.loads((state / "journal.json").read_text())["base"] == str(base)

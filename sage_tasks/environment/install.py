@@ -105,7 +105,7 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
     prefix = os.path.normpath(target.paths["data"])
     out: dict[str, None] = {}
     versions = []
-    listings: dict[str, list[str]] = {}
+    listings: dict[str, dict[str, list[str]]] = {}
     files_in: dict[str, frozenset[str]] = {}
     paths = site_paths(target)
     for site in sorted({os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}):
@@ -134,19 +134,18 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
                     f"uninstall it first: {target.python} -m pip uninstall {package}",
                 ) from e
             versions.append(version)
+            inside = prefix + os.sep
             for entry_path in listed:
-                path = os.path.normpath(os.path.join(site, entry_path))
-                if not path.startswith(prefix + os.sep):
+                path = _join_normal(site, entry_path)
+                if not path.startswith(inside):
                     continue  # not ours to move: outside the environment
-                folder, base = os.path.split(path)
+                folder, _, base = path.rpartition(os.sep)
                 if base in _names(folder, files_in):  # one listing per folder, not a stat per file
                     out[path] = None
-                if path.endswith(".py"):
-                    cache = os.path.join(os.path.dirname(path), "__pycache__")
-                    stem = os.path.basename(path)[:-3] + "."
-                    for pyc in _listing(cache, listings):
-                        if pyc.startswith(stem) and pyc.endswith(".pyc"):
-                            out[os.path.join(cache, pyc)] = None
+                if base.endswith(".py"):
+                    cache = folder + os.sep + "__pycache__"
+                    for pyc in _bytecode(cache, listings).get(base[:-3], ()):
+                        out[cache + os.sep + pyc] = None
             for root, _, names in os.walk(info_dir):  # an unlisted file would keep the old .dist-info alive
                 for name_ in names:
                     out[os.path.join(root, name_)] = None
@@ -183,13 +182,28 @@ def _legacy(site: str, entry: str, project: str, prefix: str, out: dict[str, Non
     return rest.partition("-")[0] or "?"
 
 
-def _listing(folder: str, seen: dict[str, list[str]]) -> list[str]:
-    if folder not in seen:
+def _join_normal(folder: str, relative: str) -> str:
+    """``normpath(join(folder, relative))`` for a normalised ``folder``, without normpath's cost
+    for the usual RECORD row (no ``.``/``..`` parts, no doubled or trailing separator)."""
+    if relative.startswith(("/", "./", "../")) or "/." in relative or "//" in relative or relative.endswith("/"):
+        return os.path.normpath(os.path.join(folder, relative))
+    return folder + os.sep + relative if os.sep == "/" else os.path.normpath(os.path.join(folder, relative))
+
+
+def _bytecode(cache: str, seen: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:
+    """The ``.pyc`` files in a ``__pycache__`` folder by module stem (``mod.cpython-311.pyc`` →
+    ``mod``), listed once per folder."""
+    if cache not in seen:
+        by_stem: dict[str, list[str]] = {}
         try:
-            seen[folder] = os.listdir(folder)
+            names = os.listdir(cache)
         except OSError:
-            seen[folder] = []
-    return seen[folder]
+            names = []
+        for name in names:
+            if name.endswith(".pyc"):
+                by_stem.setdefault(name.split(".", 1)[0], []).append(name)
+        seen[cache] = by_stem
+    return seen[cache]
 
 
 def _names(folder: str, seen: dict[str, frozenset[str]]) -> frozenset[str]:
@@ -214,9 +228,12 @@ def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
         # a RECORD row that names one of ``placed`` holds its first folder (or, outside the root,
         # its file name): a RECORD without any of these strings is not parsed (torch's is ~20k rows)
         keys = set()
+        below = root.rstrip(os.sep) + os.sep
         for path in placed:
-            relative = os.path.relpath(path, root)
-            keys.add(os.path.basename(path) if relative.startswith(os.pardir) else relative.split(os.sep, 1)[0])
+            if path.startswith(below):
+                keys.add(path[len(below) :].split(os.sep, 1)[0])
+            else:
+                keys.add(os.path.basename(path))
         for entry in entries:
             if not entry.endswith(".dist-info"):
                 continue
@@ -238,36 +255,66 @@ def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
     return taken
 
 
-def _staged_files(new_root: Path) -> list[str]:
-    """Absolute destinations of everything staged under ``new_root`` (its files and links)."""
-    out = []
-    base = len(str(new_root))
-    for root, _, names in os.walk(new_root):
-        dest = root[base:] or os.sep
-        out += [os.path.join(dest, name) for name in names]
-    return sorted(out)
+def stage_base(target: TargetEnv, project: str) -> str:
+    """The folder the staged tree mirrors: the deepest one that holds every scheme of the target
+    (the environment's prefix in a venv). Every placed and replaced file lies inside it."""
+    return os.path.commonpath([os.path.normpath(p) for p in schemes(target, project).values()])
+
+
+def _staging_destination(mirrored: dict[str, str], python: str):  # -> SchemeDictionaryDestination
+    """pypa ``installer``'s destination for a fresh staging folder of this process: nothing is
+    there to overwrite, so instead of a ``stat`` per file it refuses to write one path twice (two
+    members, or a member and a launcher, landing on one file). ``written``: every staged path.
+    The scheme folders are normalised and wheelcheck refused ``.``, ``..`` and empty parts in
+    member names, so joined strings compare as paths."""
+    from installer.destinations import SchemeDictionaryDestination
+
+    class _Staging(SchemeDictionaryDestination):
+        def __init__(self) -> None:
+            super().__init__(mirrored, interpreter=python, script_kind="posix", overwrite_existing=True)
+            self.written: set[str] = set()
+
+        def write_to_fs(self, scheme, path, stream, is_executable):  # type: ignore[no-untyped-def]
+            where = self.scheme_dict[scheme] + os.sep + path
+            if where in self.written:
+                raise ValueError(f"two members of the wheel land on {path} ({scheme})")
+            self.written.add(where)
+            return super().write_to_fs(scheme, path, stream, is_executable)
+
+    return _Staging()
 
 
 def stage(
-    wheel: Path, target: TargetEnv, package: str, version: str | None, new_root: Path, sha256: str | None = None
-) -> list[str]:
-    """Check the wheel and unpack it into ``new_root`` (by absolute path); returns the modules to import.
+    wheel: Path,
+    target: TargetEnv,
+    package: str,
+    version: str | None,
+    new_root: Path,
+    sha256: str | None = None,
+    base: str = os.sep,
+) -> tuple[list[str], list[str]]:
+    """Check the wheel and unpack it into ``new_root`` (a fresh folder, mirroring ``base``); returns
+    the modules to import and the absolute destinations of every staged file, sorted.
     ``sha256``: the wheel's digest, when the caller has just checked it."""
     from installer import install as unpack
-    from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError
 
     with wheelcheck.open_zip(wheel) as zf:
         checked = wheelcheck.check(wheel, zf, package, version)
         # the schemes mirrored under new_root (what a destdir does, without its per-file cost):
         # RECORD's paths are relative between schemes, the same staged as in place
-        mirrored = {k: os.path.join(new_root, v.lstrip(os.sep)) for k, v in schemes(target, checked.name).items()}
-        destination = SchemeDictionaryDestination(mirrored, interpreter=target.python, script_kind="posix")
+        mirrored = {
+            k: transaction._mirror(new_root, os.path.normpath(v), base)
+            for k, v in schemes(target, checked.name).items()
+        }
+        destination = _staging_destination(mirrored, target.python)
         try:
             unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel, sha256))
         except (InstallerError, ValueError) as e:
             raise IntegrityError(f"{wheel.name} cannot be installed: {e}", wheelcheck.HINT) from e
-        return wheelcheck.top_level_modules(checked, zf)
+        staged, real = len(str(new_root)), base.rstrip(os.sep)
+        placed = sorted(real + path[staged:] for path in destination.written)
+        return wheelcheck.top_level_modules(checked, zf), placed
 
 
 def read_back(
@@ -373,12 +420,12 @@ class Change:
             raise RuntimeError("one open install per Change")
         target = target or self.target
         folder = transaction.new_folder(self.state_dir)
+        project = canonicalize_name(package)
+        base = stage_base(target, project)
         try:
-            modules = stage(wheel, target, package, version, folder / "new", sha256)
+            modules, placed = stage(wheel, target, package, version, folder / "new", sha256, base)
             transaction.pause(self.env, "staged")
-            placed = _staged_files(folder / "new")
             placed_set = set(placed)
-            project = canonicalize_name(package)
             paths = site_paths(target)
             roots = {os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}
             taken = _owners(roots, placed_set, project)
@@ -415,6 +462,7 @@ class Change:
             placed=placed,
             roots=sorted({os.path.normpath(p) for p in schemes(target, project).values()}),
             env=self.env,
+            base=base,
         )
         try:
             self.txn.apply()

@@ -2,8 +2,9 @@
 
 The journal (``<site-packages>/.sage-tasks/journal.json``, written atomically) lists, before the
 first file changes, every file that will be replaced and every file that will be placed. A
-transaction's folder ``txn-<pid>-<random>`` holds the new files under ``new/`` (staged, laid out
-by absolute path) and the replaced ones under ``old/``; moving between them is ``os.replace``
+transaction's folder ``txn-<pid>-<random>`` holds the new files under ``new/`` (staged) and the
+replaced ones under ``old/``, both laid out by path below the journal's ``base`` (the folder that
+holds every scheme of the environment: a shallow tree stages faster than one by absolute path); moving between them is ``os.replace``
 inside one filesystem. Where each file is tells how far the transaction got, so finishing it is
 idempotent and a kill at any moment is recoverable:
 
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..core import atomic
@@ -71,9 +72,15 @@ def pause(env: Mapping[str, str], step: str) -> None:
     time.sleep(float(env.get(PAUSE_SECONDS_VAR) or 3600))
 
 
-def _mirror(root: Path | str, path: str) -> str:
-    """Where ``path`` (absolute) lives under ``root``: the same path without its anchor."""
-    return os.path.join(root, os.path.splitdrive(path)[1].lstrip(os.sep))
+def _mirror(root: Path | str, path: str, base: str = os.sep) -> str:
+    """Where ``path`` (absolute, inside ``base``) lives under ``root``: its path below ``base``."""
+    if base == os.sep:
+        return os.path.join(root, os.path.splitdrive(path)[1].lstrip(os.sep))
+    return os.path.join(root, path[len(base) + 1 :])
+
+
+def inside(path: str, base: str) -> bool:
+    return base == os.sep or path.startswith(base + os.sep)
 
 
 @dataclass
@@ -88,6 +95,7 @@ class Journal:
     placed: list[str]  # absolute paths placed (staged under new/)
     created_dirs: list[str] = field(default_factory=list)  # folders that did not exist before
     roots: list[str] = field(default_factory=list)  # site-packages, scripts...: never removed
+    base: str = os.sep  # new/ and old/ mirror paths below this folder (journals before it: by absolute path)
     state: str = OPEN
 
     @property
@@ -128,7 +136,7 @@ def read_journal(state_dir: Path) -> Journal | None:
 
 def _check_types(journal: Journal) -> None:
     """A journal is trusted only with the types it was written with (recovery acts on its paths)."""
-    for name in ("id", "package", "description", "restores", "folder"):
+    for name in ("id", "package", "description", "restores", "folder", "base"):
         if not isinstance(getattr(journal, name), str):
             raise TypeError(f"{name} is not a string")
     if not isinstance(journal.pid, int) or isinstance(journal.pid, bool):
@@ -140,7 +148,8 @@ def _check_types(journal: Journal) -> None:
 
 
 def _write(state_dir: Path, journal: Journal) -> None:
-    atomic.write(journal_path(state_dir), json.dumps(asdict(journal)))
+    # a shallow dict: ``asdict`` deep-copies every path of the lists (a millisecond per thousand)
+    atomic.write(journal_path(state_dir), json.dumps({f.name: getattr(journal, f.name) for f in fields(journal)}))
 
 
 def new_folder(state_dir: Path) -> Path:
@@ -167,26 +176,26 @@ class Transaction:
         only replaced (or only staged) files moves in one rename; the journal still lists every
         file, so recovery works file by file whichever way they moved."""
         j, env = self.journal, self.env
-        old, new = str(j.old), str(j.new)
+        old, new, base = str(j.old), str(j.new), j.base
         roots = [os.path.normpath(r) for r in j.roots]
         made: set[str] = set()
         moves = _aside_moves(j.replaced, roots)
         for n, path in enumerate(moves):
             if n == len(moves) // 2:
                 pause(env, "old-half")
-            keep = _mirror(old, path)
+            keep = _mirror(old, path, base)
             _makedirs(os.path.dirname(keep), made)
             os.replace(path, keep)
         emptied = {Path(os.path.dirname(p)) for p in moves}
         _prune(emptied, [Path(r) for r in roots])  # an emptied .dist-info would shadow the new one
         pause(env, "old-moved")
-        moves = _into_place_moves(new)
+        moves = _into_place_moves(new, base)
         made.clear()
         for n, path in enumerate(moves):
             if n == len(moves) // 2:
                 pause(env, "new-half")
             _makedirs(os.path.dirname(path), made)
-            os.replace(_mirror(new, path), path)
+            os.replace(_mirror(new, path, base), path)
         pause(env, "installed")
 
     def commit(self) -> None:
@@ -222,8 +231,13 @@ def begin(
     placed: Sequence[str],
     roots: Sequence[str],
     env: Mapping[str, str],
+    base: str = os.sep,
 ) -> Transaction:
-    """Write the journal (nothing in the environment has changed yet) and return the open transaction."""
+    """Write the journal (nothing in the environment has changed yet) and return the open transaction.
+    ``base``: the folder the staged tree under ``folder/new`` mirrors (``stage_root``)."""
+    outside = next((p for paths in (replaced, placed) for p in paths if not inside(p, base)), None)
+    if outside is not None:  # the staging and the journal would disagree on where a file is kept
+        raise EnvironmentProblem(f"{outside} is outside {base}, the folder this install was staged for")
     created: list[str] = []
     seen: set[str] = set()
     for path in placed:
@@ -245,6 +259,7 @@ def begin(
         placed=list(placed),
         created_dirs=created,
         roots=[str(r) for r in roots],
+        base=base,
     )
     _write(state_dir, journal)
     pause(env, "journal-written")
@@ -271,11 +286,11 @@ def _aside_moves(paths: Sequence[str], roots: Sequence[str]) -> list[str]:
     return whole + [p for p in paths if not p.startswith(inside)]
 
 
-def _into_place_moves(new: str) -> list[str]:
+def _into_place_moves(new: str, base: str = os.sep) -> list[str]:
     """Destinations to rename the staged tree into: a folder that does not exist yet moves whole."""
     moves = []
     for folder, dirs, files in os.walk(new):
-        real = folder[len(new) :] or os.sep
+        real = (base.rstrip(os.sep) + folder[len(new) :]) or os.sep
         keep = []
         for d in dirs:
             if os.path.lexists(os.path.join(real, d)):
@@ -316,7 +331,7 @@ def _roll_back(state_dir: Path, journal: Journal, env: Mapping[str, str]) -> Non
     for n, path in enumerate(reversed(journal.placed)):
         if n == half:
             pause(env, "rollback-half")
-        staged = _mirror(journal.new, path)
+        staged = _mirror(journal.new, path, journal.base)
         if not os.path.lexists(staged) and os.path.lexists(path):
             os.makedirs(os.path.dirname(staged), exist_ok=True)
             os.replace(path, staged)
@@ -330,7 +345,7 @@ def _roll_back(state_dir: Path, journal: Journal, env: Mapping[str, str]) -> Non
         except OSError:
             log.warning("%s was created by the rolled-back install but is not empty now: left in place", folder)
     for path in journal.replaced:
-        keep = _mirror(journal.old, path)
+        keep = _mirror(journal.old, path, journal.base)
         if os.path.lexists(keep):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(keep, path)
