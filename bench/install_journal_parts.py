@@ -66,7 +66,7 @@ def main() -> int:
     python = support.make_venv(work / "venv")
     cost.without_journal(python, wheels["1.0"], "1.0")
     for name, label in (("stage", "check + write into staging"), ("_old_files", "find the old files"),
-                        ("_owners", "no file of another distribution"), ("_staged_files", "list the staged files")):  # fmt: skip
+                        ("_owners", "no file of another distribution")):  # fmt: skip
         _timed(install, name, label)
     _timed(transaction, "begin", "write the journal")
     _timed(transaction.Transaction, "apply", "move old aside, new in")
