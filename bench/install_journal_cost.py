@@ -93,8 +93,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--work", default=None)
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="an experiment: what the journal's fsyncs cost (os.fsync made a no-op)"
+    )
     parser.add_argument("--real", type=Path, help="a built SageAttention wheel (paired with its plain twin)")
     args = parser.parse_args()
+    if args.no_fsync:
+        os.fsync = lambda fd: None
     work = Path(args.work or tempfile.mkdtemp(prefix="sage-journal-"))
     if args.real:
         from sage_tasks.wheel import wheelfile

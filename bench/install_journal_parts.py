@@ -11,6 +11,7 @@ files by their RECORD and writing the new ones.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -56,7 +57,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--work", default=None)
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="an experiment: what the journal's fsyncs cost (os.fsync made a no-op)"
+    )
     args = parser.parse_args()
+    if args.no_fsync:
+        os.fsync = lambda fd: None
     work = Path(args.work or tempfile.mkdtemp(prefix="sage-journal-parts-"))
     work.mkdir(parents=True, exist_ok=True)
     wheels = {
