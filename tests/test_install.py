@@ -170,36 +170,122 @@ def test_hostile_members_are_refused_and_nothing_is_written(tmp_path, member, fa
     assert snapshot(venv) == before
 
 
-def test_two_members_landing_on_one_file_are_refused(tmp_path):
+PY_DIR = f"python{sys.version_info[0]}.{sys.version_info[1]}"  # the venvs here are made by this interpreter
+
+
+@pytest.mark.parametrize(
+    ("twin", "lands_on"),
+    [
+        ("demo_pkg-1.0.data/purelib/demo_pkg/__init__.py", "demo_pkg/__init__.py"),
+        (f"demo_pkg-1.0.data/data/lib/{PY_DIR}/site-packages/demo_pkg/__init__.py", "__init__.py"),
+        (f"demo_pkg-1.0.data/data/include/site/{PY_DIR}/demo-pkg/h.h", "h.h"),
+        ("demo_pkg-1.0.data/data/bin/demo-tool", "demo-tool"),
+    ],
+    ids=["purelib", "data-into-site-packages", "data-onto-a-header", "data-onto-a-script"],
+)
+def test_two_members_landing_on_one_file_are_refused(tmp_path, twin, lands_on):
     """Staging writes into a fresh folder without a stat per file: a second write to one path
-    (here a root member and its ``.data/purelib`` twin) is caught by the writer instead."""
+    (a member and its twin through another scheme) is caught by the writer instead."""
     venv = support.make_venv(tmp_path / "venv")
     twins = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {
-        "demo_pkg/__init__.py": "V = 1\n", "demo_pkg-1.0.data/purelib/demo_pkg/__init__.py": "V = 'other'\n",
+        "demo_pkg/__init__.py": "V = 1\n", "demo_pkg-1.0.data/headers/h.h": "int h;\n",
+        "demo_pkg-1.0.data/scripts/demo-tool": "#!python\n", twin: "V = 'other'\n",
     })  # fmt: skip
     before = snapshot(venv)
-    with pytest.raises(IntegrityError, match=r"two members of the wheel land on demo_pkg/__init__.py"):
+    with pytest.raises(IntegrityError, match=rf"two members of the wheel land on .*{re.escape(lands_on)}"):
         install_and_commit(venv, twins, "demo-pkg", "1.0")
     assert snapshot(venv) == before
+
+
+def test_a_launcher_name_is_normalised_as_installer_writes_it():
+    """A launcher's name is no member name that wheelcheck saw: the staging writer compares the
+    path installer writes (``x/../tool`` is ``tool``), so the twin is caught."""
+    destination = install._staging_destination({"scripts": "/nowhere/bin"}, "/nowhere/bin/python")
+    destination.written.add("/nowhere/bin/tool")
+    with pytest.raises(ValueError, match="two members"):
+        destination.write_to_fs("scripts", "x/../tool", None, False)
+
+
+@pytest.mark.parametrize(
+    ("entry_points", "why"),
+    [
+        ("[console_scripts]\nx/../pip = demo_pkg:main\n", "not a plain file name"),
+        ("[gui_scripts]\n.. = demo_pkg:main\n", "not a plain file name"),
+        ("[console_scripts]\ndemo = \n", "cannot be parsed"),
+        ("[console_scripts\ndemo = demo_pkg:main\n", "cannot be parsed"),
+    ],
+    ids=["dot-dot-onto-pip", "dot-dot", "no-target", "broken-section"],
+)
+def test_launcher_names_and_entry_points_are_checked_before_unpacking(tmp_path, entry_points, why):
+    venv = support.make_venv(tmp_path / "venv")
+    wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {
+        "demo_pkg/__init__.py": "def main():\n    pass\n", "demo_pkg-1.0.dist-info/entry_points.txt": entry_points,
+    })  # fmt: skip
+    before = snapshot(venv)
+    with pytest.raises(IntegrityError, match=why):
+        install_and_commit(venv, wheel, "demo-pkg", "1.0")
+    assert snapshot(venv) == before
+
+
+def test_data_files_are_upgraded_and_rolled_back_inside_the_environment(tmp_path):
+    """``.data/data`` lands in the environment's prefix, the folder the staging tree mirrors."""
+    venv = support.make_venv(tmp_path / "venv")
+    unique = f"demo-{os.getpid()}-{time.monotonic_ns()}"  # a name no other run has left anywhere
+    notes = f"demo_pkg-{{}}.data/data/share/{unique}/notes.txt"
+    one = support.make_wheel(
+        tmp_path / "w1", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "V = 1\n", notes.format("1.0"): "one\n"}
+    )
+    two = support.make_wheel(
+        tmp_path / "w2", "demo-pkg", "2.0", {"demo_pkg/__init__.py": "V = 2\n", notes.format("2.0"): "two\n"}
+    )
+    broken = support.make_wheel(
+        tmp_path / "w3",
+        "demo-pkg",
+        "3.0",
+        {"demo_pkg/__init__.py": "import nothing_here\n", notes.format("3.0"): "three\n"},
+    )
+    placed = venv.parent.parent / "share" / unique / "notes.txt"
+    install_and_commit(venv, one, "demo-pkg", "1.0")
+    install_and_commit(venv, two, "demo-pkg", "2.0")
+    assert placed.read_text() == "two\n"
+    before = snapshot(venv)
+    with pytest.raises(EnvironmentProblem, match="import demo_pkg"):
+        install_and_commit(venv, broken, "demo-pkg", "3.0")
+    assert snapshot(venv) == before
+    assert not Path("/share", unique).exists()
+
+
+def test_an_interpreter_named_with_a_leading_double_slash(tmp_path):
+    """POSIX lets ``//venv`` keep its two slashes through normpath; the environment's paths are
+    spelled with one, so staging, the journal and the moves agree and nothing lands outside."""
+    venv = support.make_venv(tmp_path / "venv")
+    wheel = support.make_wheel(tmp_path / "w", "demo-pkg", "1.0", {"demo_pkg/__init__.py": "V = 1\n"})
+    doubled = Path("/" + str(venv))
+    install_and_commit(doubled, wheel, "demo-pkg", "1.0")
+    assert txn_support.judge(venv, {"1.0": wheel}, "demo-pkg").holds == "1.0"
+    assert not Path("/lib", PY_DIR, "site-packages", "demo_pkg").exists()
 
 
 def test_the_old_versions_bytecode_goes_with_it(tmp_path):
     venv = support.make_venv(tmp_path / "venv")
     old = support.make_wheel(tmp_path / "w1", "demo-pkg", "1.0", {
         "demo_pkg/__init__.py": "V = 1\n", "demo_pkg/gone.py": "g = 1\n", "demo_pkg/kept.py": "k = 1\n",
+        "demo_pkg/odd.name.py": "o = 1\n",
     })  # fmt: skip
     new = support.make_wheel(
         tmp_path / "w2", "demo-pkg", "2.0", {"demo_pkg/__init__.py": "V = 2\n", "demo_pkg/kept.py": "k = 2\n"}
     )
     install_and_commit(venv, old, "demo-pkg", "1.0")
     writes_bytecode = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    package = txn_support.site_packages(venv) / "demo_pkg"
     subprocess.run([str(venv), "-c", "import demo_pkg.gone, demo_pkg.kept"], check=True, env=writes_bytecode)
-    cache = txn_support.site_packages(venv) / "demo_pkg" / "__pycache__"
-    assert {p.name.split(".")[0] for p in cache.iterdir()} == {"__init__", "gone", "kept"}
+    subprocess.run([str(venv), "-m", "py_compile", str(package / "odd.name.py")], check=True, env=writes_bytecode)
+    cache = package / "__pycache__"
+    assert {p.name.rsplit(".", 2)[0] for p in cache.iterdir()} == {"__init__", "gone", "kept", "odd.name"}
     install_and_commit(venv, new, "demo-pkg", "2.0")
     # 1.0's bytecode went with its modules (the read-back may have written __init__'s anew)
-    left = {p.name.split(".")[0] for p in cache.iterdir()} if cache.exists() else set()
-    assert left <= {"__init__"}
+    left = {p.name for p in cache.iterdir()} if cache.exists() else set()
+    assert all(name.startswith("__init__.") for name in left), left
 
 
 # ---------------------------------------------------------------- rollback
@@ -592,3 +678,14 @@ def test_a_journal_refuses_a_path_outside_the_folder_it_was_staged_for(tmp_path)
     assert not (state / "journal.json").exists()
     transaction.begin(state, folder, replaced=[str(base / "lib" / "f")], placed=[str(base / "bin" / "g")], **common)
     assert json.loads((state / "journal.json").read_text())["base"] == str(base)
+
+
+def test_where_a_file_is_kept_below_the_base():
+    from sage_tasks.environment import transaction
+
+    assert transaction._mirror("/t/new", "/env", "/env") == "/t/new"  # the data scheme is the prefix itself
+    assert transaction._mirror("/t/new", "/env/lib/x.py", "/env") == "/t/new/lib/x.py"
+    assert transaction._mirror("/t/new", "/env/lib/x.py") == "/t/new/env/lib/x.py"  # journals before base
+    for outside in ("/envy/x", "/env//x", "/other/x"):
+        with pytest.raises(ValueError, match="inside /env"):
+            transaction._mirror("/t/new", outside, "/env")

@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -75,10 +76,17 @@ def site_paths(target: TargetEnv) -> dict[str, str]:
     """The target's paths with ``platlib`` spelled as ``purelib`` when both are one folder (a
     venv's ``lib64 -> lib`` link with ``platlibdir = lib64``): a file must have one name only,
     or it would be journalled, moved and owned twice."""
-    paths = dict(target.paths)
+    paths = {key: normal(value) for key, value in target.paths.items()}
     if os.path.realpath(paths["platlib"]) == os.path.realpath(paths["purelib"]):
         paths["platlib"] = paths["purelib"]
     return paths
+
+
+def normal(path: str) -> str:
+    """``normpath``, and a leading ``//`` (which POSIX lets normpath keep, and an interpreter
+    started as ``//venv/bin/python`` reports) spelled ``/``: each file has one spelling."""
+    path = os.path.normpath(path)
+    return path[1:] if path.startswith("//") else path
 
 
 def schemes(target: TargetEnv, project: str) -> dict[str, str]:
@@ -102,13 +110,13 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
     what the target said before it was taken may be stale), with its whole ``.dist-info`` folder
     and the bytecode of its modules: what the install replaces."""
     project = canonicalize_name(package)
-    prefix = os.path.normpath(target.paths["data"])
+    paths = site_paths(target)
+    prefix = paths["data"]
     out: dict[str, None] = {}
     versions = []
     listings: dict[str, dict[str, list[str]]] = {}
     files_in: dict[str, frozenset[str]] = {}
-    paths = site_paths(target)
-    for site in sorted({os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}):
+    for site in sorted({paths["purelib"], paths["platlib"]}):
         try:
             entries = sorted(os.listdir(site))
         except OSError:
@@ -200,8 +208,11 @@ def _bytecode(cache: str, seen: dict[str, dict[str, list[str]]]) -> dict[str, li
         except OSError:
             names = []
         for name in names:
-            if name.endswith(".pyc"):
-                by_stem.setdefault(name.split(".", 1)[0], []).append(name)
+            if name.endswith(".pyc"):  # STEM.TAG.pyc or STEM.TAG.opt-N.pyc
+                tagged = name[: -len(".pyc")]
+                if re.search(r"\.opt-\d+$", tagged):
+                    tagged = tagged.rpartition(".")[0]
+                by_stem.setdefault(tagged.rpartition(".")[0], []).append(name)
         seen[cache] = by_stem
     return seen[cache]
 
@@ -258,15 +269,15 @@ def _owners(roots: set[str], placed: set[str], project: str) -> dict[str, str]:
 def stage_base(target: TargetEnv, project: str) -> str:
     """The folder the staged tree mirrors: the deepest one that holds every scheme of the target
     (the environment's prefix in a venv). Every placed and replaced file lies inside it."""
-    return os.path.commonpath([os.path.normpath(p) for p in schemes(target, project).values()])
+    return os.path.commonpath(list(schemes(target, project).values()))
 
 
 def _staging_destination(mirrored: dict[str, str], python: str):  # -> SchemeDictionaryDestination
     """pypa ``installer``'s destination for a fresh staging folder of this process: nothing is
     there to overwrite, so instead of a ``stat`` per file it refuses to write one path twice (two
-    members, or a member and a launcher, landing on one file). ``written``: every staged path.
-    The scheme folders are normalised and wheelcheck refused ``.``, ``..`` and empty parts in
-    member names, so joined strings compare as paths."""
+    members, or a member and a launcher, landing on one file). ``written``: every staged path,
+    normalised as installer normalises the path it writes (a launcher's name is not a checked
+    member name: ``x/../tool`` is ``tool``)."""
     from installer.destinations import SchemeDictionaryDestination
 
     class _Staging(SchemeDictionaryDestination):
@@ -275,7 +286,7 @@ def _staging_destination(mirrored: dict[str, str], python: str):  # -> SchemeDic
             self.written: set[str] = set()
 
         def write_to_fs(self, scheme, path, stream, is_executable):  # type: ignore[no-untyped-def]
-            where = self.scheme_dict[scheme] + os.sep + path
+            where = os.path.normpath(os.path.join(self.scheme_dict[scheme], path))
             if where in self.written:
                 raise ValueError(f"two members of the wheel land on {path} ({scheme})")
             self.written.add(where)
@@ -303,10 +314,7 @@ def stage(
         checked = wheelcheck.check(wheel, zf, package, version)
         # the schemes mirrored under new_root (what a destdir does, without its per-file cost):
         # RECORD's paths are relative between schemes, the same staged as in place
-        mirrored = {
-            k: transaction._mirror(new_root, os.path.normpath(v), base)
-            for k, v in schemes(target, checked.name).items()
-        }
+        mirrored = {k: transaction._mirror(new_root, v, base) for k, v in schemes(target, checked.name).items()}
         destination = _staging_destination(mirrored, target.python)
         try:
             unpack(wheelcheck.source(checked, zf), destination, _provenance(wheel, sha256))
@@ -419,15 +427,15 @@ class Change:
         if self.txn is not None and self.txn.open:
             raise RuntimeError("one open install per Change")
         target = target or self.target
-        folder = transaction.new_folder(self.state_dir)
         project = canonicalize_name(package)
         base = stage_base(target, project)
+        folder = transaction.new_folder(self.state_dir)
         try:
             modules, placed = stage(wheel, target, package, version, folder / "new", sha256, base)
             transaction.pause(self.env, "staged")
             placed_set = set(placed)
             paths = site_paths(target)
-            roots = {os.path.normpath(paths["purelib"]), os.path.normpath(paths["platlib"])}
+            roots = {paths["purelib"], paths["platlib"]}
             taken = _owners(roots, placed_set, project)
             if taken:
                 path, owner = next(iter(sorted(taken.items())))
@@ -460,7 +468,7 @@ class Change:
             restores=restores,
             replaced=replaced,
             placed=placed,
-            roots=sorted({os.path.normpath(p) for p in schemes(target, project).values()}),
+            roots=sorted(set(schemes(target, project).values())),
             env=self.env,
             base=base,
         )

@@ -73,9 +73,14 @@ def pause(env: Mapping[str, str], step: str) -> None:
 
 
 def _mirror(root: Path | str, path: str, base: str = os.sep) -> str:
-    """Where ``path`` (absolute, inside ``base``) lives under ``root``: its path below ``base``."""
+    """Where ``path`` (absolute, normalised, ``base`` or inside it) lives under ``root``: its
+    path below ``base``. Anything else is refused: it would be kept where no rollback looks."""
     if base == os.sep:
         return os.path.join(root, os.path.splitdrive(path)[1].lstrip(os.sep))
+    if path == base:
+        return str(root)
+    if not path.startswith(base + os.sep) or path[len(base) + 1 :].startswith(os.sep):
+        raise ValueError(f"{path} is not a normalised path inside {base}")
     return os.path.join(root, path[len(base) + 1 :])
 
 

@@ -144,6 +144,25 @@ def _parse_record(text: str, wheel: Path) -> dict[str, Expected]:
     return record
 
 
+def _check_entry_points(zf: zipfile.ZipFile, name: str, wheel: Path) -> None:
+    """Launchers are written under names from ``entry_points.txt``, which no member-name check
+    sees: each must be a plain file name. A file pypa ``installer`` cannot parse (it asserts) is
+    refused here, as ours."""
+    import configparser
+
+    from installer.utils import parse_entrypoints
+
+    if name not in zf.NameToInfo:
+        return
+    try:
+        scripts = list(parse_entrypoints(read_small(zf, name, wheel).decode("utf-8")))
+    except (configparser.Error, AssertionError, UnicodeDecodeError) as e:
+        raise _bad(wheel, f"{name} cannot be parsed ({type(e).__name__}: {e})") from e
+    for script, *_ in scripts:
+        if not script or script in (".", "..") or any(c in script for c in "/\\\x00"):
+            raise _bad(wheel, f"{name} names a launcher {script!r}, which is not a plain file name")
+
+
 def check(path: Path, zf: zipfile.ZipFile, package: str, version: str | None = None) -> CheckedWheel:
     """Everything that can be checked before unpacking (see the module docstring)."""
     try:
@@ -189,6 +208,7 @@ def check(path: Path, zf: zipfile.ZipFile, package: str, version: str | None = N
         )
     if not str(wheel_meta.get("Wheel-Version") or "").startswith("1."):
         raise _bad(path, f"Wheel-Version {wheel_meta.get('Wheel-Version')!r} is not 1.x")
+    _check_entry_points(zf, f"{dist_info}/entry_points.txt", path)
     record = _parse_record(record_text, path)
     unsigned = {f"{dist_info}/RECORD", f"{dist_info}/RECORD.jws", f"{dist_info}/RECORD.p7s"}
     for info in files:
