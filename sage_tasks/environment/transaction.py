@@ -4,8 +4,8 @@ The journal (``<site-packages>/.sage-tasks/journal.json``, written atomically) l
 first file changes, every file that will be replaced and every file that will be placed. A
 transaction's folder ``txn-<pid>-<random>`` holds the new files under ``new/`` (staged) and the
 replaced ones under ``old/``, both laid out by path below the journal's ``base`` (the folder that
-holds every scheme of the environment: a shallow tree stages faster than one by absolute path); moving between them is ``os.replace``
-inside one filesystem. Where each file is tells how far the transaction got, so finishing it is
+holds every scheme of the environment; journals written before it had one mirror the absolute
+path); moving between them is ``os.replace`` inside one filesystem. Where each file is tells how far the transaction got, so finishing it is
 idempotent and a kill at any moment is recoverable:
 
 * a replaced file is back in place when its copy under ``old/`` is gone;
@@ -239,7 +239,7 @@ def begin(
     base: str = os.sep,
 ) -> Transaction:
     """Write the journal (nothing in the environment has changed yet) and return the open transaction.
-    ``base``: the folder the staged tree under ``folder/new`` mirrors (``stage_root``)."""
+    ``base``: the folder the staged tree under ``folder/new`` mirrors (``install.stage_base``)."""
     outside = next((p for paths in (replaced, placed) for p in paths if not inside(p, base)), None)
     if outside is not None:  # the staging and the journal would disagree on where a file is kept
         raise EnvironmentProblem(f"{outside} is outside {base}, the folder this install was staged for")
