@@ -228,9 +228,9 @@ def judge(python: Path, wheels: dict[str, Path], package: str = PACKAGE) -> Stat
     extra = ours - set(record)
     if extra:
         problems.append(f"{len(extra)} files of no RECORD, e.g. {sorted(extra)[0]}")
-    written = {f"{infos[0].name}/{name}" for name in ("RECORD", "INSTALLER", "direct_url.json")}
+    expected = record.keys() | {f"{infos[0].name}/{name}" for name in ("RECORD", "INSTALLER", "direct_url.json")}
     leftover = [str(p.relative_to(site)) for p in infos[0].rglob("*")
-                if p.is_file() and str(p.relative_to(site)) not in record.keys() | written]  # fmt: skip
+                if p.is_file() and str(p.relative_to(site)) not in expected]  # fmt: skip
     if leftover:
         problems.append(f"unexpected metadata files {leftover}")
     return State("broken" if problems else version, tuple(problems))

@@ -142,10 +142,9 @@ def _old_files(target: TargetEnv, package: str) -> tuple[list[str], str | None]:
                     f"uninstall it first: {target.python} -m pip uninstall {package}",
                 ) from e
             versions.append(version)
-            inside = prefix + os.sep
             for entry_path in listed:
                 path = _join_normal(site, entry_path)
-                if not path.startswith(inside):
+                if not transaction.inside(path, prefix):
                     continue  # not ours to move: outside the environment
                 folder, _, base = path.rpartition(os.sep)
                 if base in _names(folder, files_in):  # one listing per folder, not a stat per file
@@ -193,9 +192,10 @@ def _legacy(site: str, entry: str, project: str, prefix: str, out: dict[str, Non
 def _join_normal(folder: str, relative: str) -> str:
     """``normpath(join(folder, relative))`` for a normalised ``folder``, without normpath's cost
     for the usual RECORD row (no ``.``/``..`` parts, no doubled or trailing separator)."""
-    if relative.startswith(("/", "./", "../")) or "/." in relative or "//" in relative or relative.endswith("/"):
-        return os.path.normpath(os.path.join(folder, relative))
-    return folder + os.sep + relative if os.sep == "/" else os.path.normpath(os.path.join(folder, relative))
+    plain = os.sep == "/" and not relative.startswith(("/", "./", "../"))
+    if plain and "/." not in relative and "//" not in relative and not relative.endswith("/"):
+        return folder + "/" + relative
+    return os.path.normpath(os.path.join(folder, relative))
 
 
 def _bytecode(cache: str, seen: dict[str, dict[str, list[str]]]) -> dict[str, list[str]]:

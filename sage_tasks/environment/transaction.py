@@ -79,12 +79,13 @@ def _mirror(root: Path | str, path: str, base: str = os.sep) -> str:
         return os.path.join(root, os.path.splitdrive(path)[1].lstrip(os.sep))
     if path == base:
         return str(root)
-    if not path.startswith(base + os.sep) or path[len(base) + 1 :].startswith(os.sep):
+    if not inside(path, base) or path[len(base) + 1 :].startswith(os.sep):
         raise ValueError(f"{path} is not a normalised path inside {base}")
     return os.path.join(root, path[len(base) + 1 :])
 
 
 def inside(path: str, base: str) -> bool:
+    """``path`` lies below the folder ``base`` (both normalised)."""
     return base == os.sep or path.startswith(base + os.sep)
 
 
